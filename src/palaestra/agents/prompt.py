@@ -1,0 +1,113 @@
+"""``PromptAgent``: turns instructions and history into chat messages, calls a model, parses the action."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from palaestra.core.errors import SpecError
+from palaestra.core.types import Action, ChatRequest, Message, SamplingParams, Turn
+from palaestra.envs.base import Env
+from palaestra.models.base import Model
+
+_MARKER = re.compile(r"action\s*:\s*(.+)", re.IGNORECASE)
+_STRIP = " \t\"'`*"
+
+
+def extract_action(reply: str) -> str | None:
+    """The action in a model reply: the text after the last ``Action:`` marker if there is one, else the
+    first non-empty line. None when the reply holds nothing usable (the environment then sees the raw
+    reply as an invalid action)."""
+    lines = [line.strip(_STRIP) for line in reply.strip().splitlines()]
+    for line in reversed(lines):
+        match = _MARKER.search(line)
+        if match and match.group(1).strip(_STRIP):
+            return match.group(1).strip(_STRIP)
+    for line in lines:
+        if line:
+            return line
+    return None
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """Options of the ``prompt`` agent, settable in its spec: ``prompt:temperature=0.7,history=4``."""
+
+    template: str = "default"  # a file in palaestra/agents/prompts (without .jinja) or a path
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 24
+    history: int = 6  # how many past turns the prompt keeps (the system message is always kept)
+
+    @classmethod
+    def parse(cls, options: str) -> PromptConfig:
+        """Parse ``key=value,key=value``; unknown keys or bad values raise ``SpecError``."""
+        values: dict[str, object] = {}
+        types = {"template": str, "temperature": float, "top_p": float, "max_tokens": int, "history": int}
+        for item in filter(None, (part.strip() for part in options.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or key not in types:
+                raise SpecError(
+                    f"bad prompt-agent option {item!r}; use key=value with keys {', '.join(types)}, "
+                    "e.g. 'prompt:temperature=0.7,history=4'"
+                )
+            try:
+                values[key] = types[key](value)
+            except ValueError:
+                raise SpecError(f"prompt-agent option {key} needs a {types[key].__name__}, got {value!r}") from None
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def load_template(name: str) -> jinja2.Template:
+    path = Path(name)
+    if path.suffix == ".jinja" and path.exists():
+        text = path.read_text(encoding="utf-8")
+    else:
+        resource = resources.files("palaestra.agents") / "prompts" / f"{name}.jinja"
+        if not resource.is_file():
+            available = sorted(p.name.removesuffix(".jinja") for p in (resources.files("palaestra.agents") / "prompts").iterdir())
+            raise SpecError(f"no prompt template {name!r}; built-in templates: {', '.join(available)}, or give a path to a .jinja file")
+        text = resource.read_text(encoding="utf-8")
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False).from_string(text)
+
+
+class PromptAgent:
+    """A model prompted with the environment's instructions and the recent history of the episode.
+
+    The model sees its own earlier replies verbatim (``Action.raw``), so the conversation is what it wrote.
+    """
+
+    def __init__(self, model: Model, config: PromptConfig | None = None, *, seed: int = 0, spec: str = "prompt"):
+        self.model = model
+        self.config = config or PromptConfig()
+        self.spec = spec
+        self._seed = seed
+        self._template = load_template(self.config.template)
+
+    def messages(self, env: Env, history: Sequence[Turn], observation: str) -> tuple[Message, ...]:
+        system = self._template.render(instructions=env.instructions, env_id=env.spec.id).strip()
+        out = [Message("system", system)]
+        recent = history[-self.config.history :] if self.config.history > 0 else []
+        for turn in recent:
+            out.append(Message("user", turn.observation))
+            out.append(Message("assistant", turn.action.raw if turn.action.raw is not None else turn.action.text))
+        out.append(Message("user", observation))
+        return tuple(out)
+
+    async def act(self, env: Env, history: Sequence[Turn], observation: str) -> Action:
+        sampling = SamplingParams(
+            temperature=self.config.temperature,
+            top_p=self.config.top_p,
+            max_tokens=self.config.max_tokens,
+            seed=self._seed * 1000 + len(history) if self.config.temperature > 0 else None,
+        )
+        completion = await self.model.generate(ChatRequest(self.messages(env, history, observation), sampling))
+        action = extract_action(completion.text)
+        if action is None:
+            return Action(text=completion.text, raw=completion.text, parsed=False, calls=(completion,))
+        return Action(text=action, raw=completion.text, parsed=True, calls=(completion,))

@@ -1,0 +1,306 @@
+"""The ``palaestra`` command line: list environments, run evaluations, inspect and export runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from datetime import datetime
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from palaestra.core.errors import PalaestraError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DB_HELP = (
+    "Database: a SQLAlchemy URL (sqlite:///file.db, postgresql+psycopg://user@host/db) or a file path. "
+    "Default: $PALAESTRA_DB, else ./palaestra.db."
+)
+
+
+def db_option(func: F) -> F:
+    return click.option("--db", envvar="PALAESTRA_DB", default=None, metavar="URL", help=DB_HELP)(func)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")(func)
+
+
+def open_store(db: str | None, *, readonly: bool = False) -> Any:
+    from palaestra.store import Store
+
+    return Store(db, readonly=readonly)
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain aligned text table (numbers right-aligned)."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [all(_is_number(row[i]) for row in rows) and rows for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [c.rjust(w) if numeric[i] and n else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) or (isinstance(value, str) and value.replace(".", "", 1).lstrip("-").isdigit())
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def fmt_ci(value: float | None, ci: tuple[float, float] | None, digits: int = 2) -> str:
+    if value is None or ci is None:
+        return "-"
+    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+class PalaestraGroup(click.Group):
+    """Turns the package's own errors into a one-line message and exit status 2, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PalaestraError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=PalaestraGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="palaestra")
+def main() -> None:
+    """Palaestra: run language agents in multi-turn environments, measure them honestly, store everything.
+
+    \b
+    Quick start (embedded SmolLM2-135M, runs on a CPU):
+      palaestra envs
+      palaestra eval maze-fo-v0 wordle-v0 --agent prompt --agent optimal --agent random \\
+          --model smollm2-135m --episodes 10
+      palaestra runs
+      palaestra show RUN
+    """
+
+
+@main.command()
+@json_option
+def envs(as_json: bool) -> None:
+    """List the registered environments with their descriptions."""
+    from palaestra.envs import registered
+
+    specs = registered()
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in specs.values()], indent=2))
+        return
+    rows = [
+        (s.id, s.max_turns, s.invalid_action.mode, " ".join(f"{k}={a}..{b - 1}" for k, (a, b) in s.splits.items()), s.description)
+        for s in specs.values()
+    ]
+    click.echo(table(rows, ["id", "max turns", "invalid action", "seeds", "description"]))
+
+
+def _summaries(store: Any, run_ids: Sequence[str]) -> list[Any]:
+    from palaestra.eval import summarize_run
+
+    return [summarize_run(store, r) for r in run_ids]
+
+
+def leaderboard(summaries: Sequence[Any]) -> str:
+    rows = [
+        (
+            s.env_id,
+            s.agent,
+            s.model or "-",
+            f"{s.episodes}" + (f" (+{s.errors} err)" if s.errors else ""),
+            fmt_ci(s.success_rate, s.success_ci),
+            fmt_ci(s.mean_return, s.return_ci, 1),
+            fmt_ci(s.score, s.score_ci, 1),
+            "-" if s.invalid_action_rate is None else f"{100 * s.invalid_action_rate:.0f}%",
+            fmt(s.turns, 1),
+            fmt(s.tokens, 0),
+            fmt(s.seconds, 1),
+            s.run_id,
+        )
+        for s in sorted(summaries, key=lambda s: (s.env_id, -(s.mean_return if s.mean_return is not None else -1e18)))
+    ]
+    headers = ["env", "agent", "model", "episodes", "success [95% CI]", "return [95% CI]", "score [95% CI]",
+               "invalid", "turns", "tokens", "s/ep", "run"]
+    return table(rows, headers)
+
+
+@main.command(name="eval")
+@click.argument("env_ids", nargs=-1, metavar="ENV...")
+@click.option("--agent", "agents", multiple=True, metavar="SPEC",
+              help="Agent spec, repeatable: 'prompt' (a model, options as prompt:temperature=0.7,history=4) "
+                   "or a scripted policy of the environment ('optimal', 'random', 'noisy'). Default: prompt.")
+@click.option("--model", default="smollm2-135m", show_default=True, metavar="SPEC",
+              help="Model spec for model agents: smollm2-135m, local:<dir>, openai:<model>@<base url>, scripted:<name>.")
+@click.option("--episodes", "-n", default=10, show_default=True, help="Episodes per environment and agent.")
+@click.option("--seed", default=0, show_default=True, help="Index of the first seed within the split.")
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--concurrency", "-c", default=32, show_default=True, help="Episodes played at once (the local model batches their requests).")
+@click.option("--max-turns", type=int, default=None, help="Override the environments' turn limit.")
+@click.option("--max-tokens", type=int, default=None, help="Cap on model tokens per episode (prompt + completion).")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Seconds per episode before it is stored as an error.")
+@click.option("--resume", "resume_ids", multiple=True, metavar="RUN",
+              help="Play the missing and failed episodes of earlier runs instead of starting new ones (repeatable).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@db_option
+@json_option
+def eval_command(
+    env_ids: tuple[str, ...],
+    agents: tuple[str, ...],
+    model: str,
+    episodes: int,
+    seed: int,
+    split: str,
+    concurrency: int,
+    max_turns: int | None,
+    max_tokens: int | None,
+    timeout_s: float | None,
+    resume_ids: tuple[str, ...],
+    quiet: bool,
+    db: str | None,
+    as_json: bool,
+) -> None:
+    """Play agents on environments and print a leaderboard with 95% confidence intervals.
+
+    Every episode is stored as soon as it ends; Ctrl-C keeps the finished ones and `--resume RUN` plays the
+    rest. Episodes that fail for an infrastructure reason (model error, timeout) are stored as errors, left
+    out of the scores and re-played by `--resume`.
+    """
+    from palaestra.runner import EvalConfig, evaluate, resume
+
+    if not env_ids and not resume_ids:
+        raise click.UsageError("name at least one environment (see `palaestra envs`) or pass --resume RUN")
+    if env_ids and resume_ids:
+        raise click.UsageError("give either environments or --resume, not both")
+    store = open_store(db)
+    progress = not quiet and not as_json
+    try:
+        if resume_ids:
+            coro = resume(resume_ids, store, concurrency=concurrency, progress=progress)
+        else:
+            config = EvalConfig(
+                envs=env_ids, agents=agents or ("prompt",), model=model, episodes=episodes, split=split,
+                seed=seed, concurrency=concurrency, max_turns=max_turns, max_tokens=max_tokens, timeout_s=timeout_s,
+            )
+            coro = evaluate(config, store, progress=progress)
+        try:
+            result = asyncio.run(coro)
+        except KeyboardInterrupt:
+            runs = [r.id for r in store.list_runs(limit=None, status="interrupted")][:20]
+            click.echo(
+                "\ninterrupted: finished episodes are stored. Complete the rest with:\n  palaestra eval --resume "
+                + " --resume ".join(runs),
+                err=True,
+            )
+            sys.exit(130)
+        summaries = _summaries(store, result.run_ids)
+        if as_json:
+            click.echo(json.dumps({"runs": [s.to_dict() for s in summaries], "ok": result.ok, "errors": result.errors}, indent=2))
+        else:
+            click.echo(leaderboard(summaries))
+            if result.errors:
+                click.echo(
+                    f"\n{result.errors} episode(s) failed and are left out of the scores; re-play them with "
+                    "`palaestra eval --resume " + " --resume ".join(result.run_ids) + "`",
+                    err=True,
+                )
+    finally:
+        store.close()
+
+
+@main.command()
+@click.option("--limit", default=50, show_default=True, help="Newest runs to list (0 for all).")
+@click.option("--env", "env_id", default=None, help="Only runs of this environment id.")
+@click.option("--status", default=None, help="Only runs with this status (complete, incomplete, interrupted, running).")
+@db_option
+@json_option
+def runs(limit: int, env_id: str | None, status: str | None, db: str | None, as_json: bool) -> None:
+    """List stored runs, newest first."""
+    store = open_store(db, readonly=True)
+    try:
+        records = store.list_runs(limit=limit or None, env_id=env_id, status=status)
+        if as_json:
+            click.echo(json.dumps([r.to_dict() for r in records], indent=2, default=str))
+            return
+        rows = [
+            (r.id, when(r.created_at), r.env_id, r.agent_spec, r.model_spec or "-", len(r.config.get("seeds", [])), r.status)
+            for r in records
+        ]
+        click.echo(table(rows, ["run", "created", "env", "agent", "model", "episodes", "status"]) if rows else "no runs yet")
+    finally:
+        store.close()
+
+
+def when(timestamp: float | None) -> str:
+    """Local time of a unix timestamp, to the second."""
+    return "-" if timestamp is None else datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@main.command()
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
+@db_option
+@json_option
+def show(run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
+    """Summarise runs: success rate and mean return with bootstrap 95% CIs, normalised score, invalid-action
+    rate, turns, tokens and time per episode, and lineage."""
+    store = open_store(db, readonly=True)
+    try:
+        summaries = _summaries(store, run_ids)
+        runs_ = [store.get_run(s.run_id) for s in summaries]
+        if as_json:
+            click.echo(json.dumps([{**s.to_dict(), "lineage": r.to_dict()} for s, r in zip(summaries, runs_)], indent=2, default=str))
+            return
+        for s, r in zip(summaries, runs_):
+            seeds = r.config.get("seeds", [])
+            seed_text = f"{seeds[0]}..{seeds[-1]}" if seeds else "-"
+            click.echo(f"run {s.run_id}  {s.env_id}  agent={s.agent}  model={s.model or '-'}  status={s.status}")
+            click.echo(f"  episodes        {s.episodes} ok, {s.errors} errors, {s.planned} planned")
+            click.echo(f"  success rate    {fmt_ci(s.success_rate, s.success_ci)}")
+            click.echo(f"  mean return     {fmt_ci(s.mean_return, s.return_ci)}")
+            click.echo(f"  normalised      {fmt_ci(s.score, s.score_ci, 1)}  (0 random, 50 scripted mixture, 100 optimal)")
+            inv = '-' if s.invalid_action_rate is None else f'{100 * s.invalid_action_rate:.1f}%'
+            click.echo(f"  invalid actions {inv} of turns")
+            click.echo(f"  per episode     {fmt(s.turns, 1)} turns, {fmt(s.tokens, 0)} tokens, {fmt(s.seconds, 2)} s")
+            click.echo(
+                f"  lineage         {r.env_id} v{r.env_version} split={r.config.get('split')} seeds {seed_text}; "
+                f"weights {r.weights_hash or '-'}; palaestra {r.package_version}"
+                + (f" @ {r.git_commit[:10]}" if r.git_commit else "")
+            )
+    finally:
+        store.close()
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="File to write (default: standard output).")
+@db_option
+def export(run_id: str, output: str | None, db: str | None) -> None:
+    """Export a run's episodes, with every turn, tokens and lineage, as JSON Lines."""
+    store = open_store(db, readonly=True)
+    try:
+        if output is None:
+            store.export_jsonl(run_id, sys.stdout)
+            return
+        path = Path(output)
+        with path.open("w", encoding="utf-8") as fp:
+            count = store.export_jsonl(run_id, fp)
+        click.echo(f"wrote {count} episodes to {path}", err=True)
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

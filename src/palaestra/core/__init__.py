@@ -1,0 +1,51 @@
+"""Plain types and errors shared by every layer of the package."""
+
+from palaestra.core.errors import (
+    EnvError,
+    MissingDependencyError,
+    ModelError,
+    PalaestraError,
+    SpecError,
+    StoreError,
+    UnknownSpecError,
+)
+from palaestra.core.types import (
+    SPLITS,
+    Action,
+    ChatRequest,
+    Completion,
+    EnvSpec,
+    Episode,
+    InvalidActionRule,
+    Message,
+    Normalization,
+    SamplingParams,
+    Step,
+    Turn,
+    Usage,
+    parse_env_id,
+)
+
+__all__ = [
+    "SPLITS",
+    "Action",
+    "ChatRequest",
+    "Completion",
+    "EnvError",
+    "EnvSpec",
+    "Episode",
+    "InvalidActionRule",
+    "Message",
+    "MissingDependencyError",
+    "ModelError",
+    "Normalization",
+    "PalaestraError",
+    "SamplingParams",
+    "SpecError",
+    "Step",
+    "StoreError",
+    "Turn",
+    "UnknownSpecError",
+    "Usage",
+    "parse_env_id",
+]

@@ -1,0 +1,103 @@
+"""Per-run summaries: success rate, return and normalised score with 95% intervals, costs per episode."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from palaestra.core.types import Episode, Normalization
+from palaestra.eval.stats import bootstrap_ci
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What ``palaestra show`` prints. Means are over episodes with status ``ok`` only; ``errors`` counts
+    the others, which are excluded from every score (an error is not a reward of 0)."""
+
+    run_id: str
+    env_id: str
+    agent: str
+    model: str | None
+    status: str
+    planned: int
+    episodes: int
+    errors: int
+    success_rate: float | None
+    success_ci: tuple[float, float] | None
+    mean_return: float | None
+    return_ci: tuple[float, float] | None
+    score: float | None
+    score_ci: tuple[float, float] | None
+    invalid_action_rate: float | None
+    turns: float | None
+    tokens: float | None
+    completion_tokens: float | None
+    seconds: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(
+    *,
+    run_id: str,
+    env_id: str,
+    agent: str,
+    model: str | None,
+    status: str,
+    planned: int,
+    episodes: Sequence[Episode],
+    normalization: Normalization | None,
+) -> RunSummary:
+    ok = [e for e in episodes if e.status == "ok"]
+    errors = len(episodes) - len(ok)
+    if not ok:
+        return RunSummary(run_id, env_id, agent, model, status, planned, 0, errors, *([None] * 11))
+    success = [1.0 if e.success else 0.0 for e in ok]
+    returns = [e.total_return for e in ok]
+    mean_return = float(np.mean(returns))
+    return_ci = bootstrap_ci(returns)
+    score = score_ci = None
+    if normalization is not None:
+        score = normalization.score(mean_return)
+        score_ci = (normalization.score(return_ci[0]), normalization.score(return_ci[1]))
+    n_turns = sum(len(e.turns) for e in ok)
+    return RunSummary(
+        run_id=run_id,
+        env_id=env_id,
+        agent=agent,
+        model=model,
+        status=status,
+        planned=planned,
+        episodes=len(ok),
+        errors=errors,
+        success_rate=float(np.mean(success)),
+        success_ci=bootstrap_ci(success),
+        mean_return=mean_return,
+        return_ci=return_ci,
+        score=score,
+        score_ci=score_ci,
+        invalid_action_rate=(sum(e.invalid_actions for e in ok) / n_turns) if n_turns else 0.0,
+        turns=n_turns / len(ok),
+        tokens=float(np.mean([e.usage.total_tokens for e in ok])),
+        completion_tokens=float(np.mean([e.usage.completion_tokens for e in ok])),
+        seconds=float(np.mean([e.wall_s for e in ok])),
+    )
+
+
+def summarize_run(store: Any, run_id: str) -> RunSummary:
+    """Summarise a stored run (``store`` is a :class:`palaestra.store.Store`)."""
+    run = store.get_run(run_id)
+    return summarize(
+        run_id=run.id,
+        env_id=run.env_id,
+        agent=run.agent_spec,
+        model=run.model_spec,
+        status=run.status,
+        planned=len(run.config.get("seeds", [])),
+        episodes=store.episodes(run.id, with_turns=True),
+        normalization=run.env_spec.normalization,
+    )

@@ -1,0 +1,416 @@
+"""``LocalModel``: a transformers causal LM in this process, with concurrent requests batched together.
+
+Every ``generate`` call joins a queue. A background worker takes what is waiting (after a short window, or
+as soon as ``max_batch_size`` requests are there), left-pads the prompts into one batch and runs a single
+``model.generate`` in a worker thread (torch releases the GIL), then resolves each caller's future.
+
+Requests with different sampling settings share a batch: temperature, top-p, the seed, ``max_tokens`` and
+stop strings are applied per row by a logits processor and a stopping criterion of our own. That processor
+also samples each row with its own seeded ``torch.Generator``, so a seeded request gets the same tokens
+whatever else is in its batch, and records the log-probability of each chosen token as it goes (one float
+per token instead of keeping every step's full-vocabulary scores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from palaestra.core.errors import MissingDependencyError, ModelError
+from palaestra.core.types import ChatRequest, Completion, Usage
+from palaestra.models.embedded import ensure_embedded_model, recorded_weights_hash, sha256_file
+from palaestra.models.spec import EMBEDDED_SPEC, request_seed
+
+try:
+    import torch
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        GenerationConfig,
+        LogitsProcessor,
+        LogitsProcessorList,
+        StoppingCriteria,
+        StoppingCriteriaList,
+    )
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise MissingDependencyError(
+        "the local model backend", "pip install torch==2.13.0 'palaestra[local]'"
+    ) from exc
+
+
+@dataclass
+class BatchStats:
+    """What the batching worker has done, for tests and benchmarks."""
+
+    batches: int = 0
+    requests: int = 0
+    max_batch_size: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    generate_s: float = 0.0  # time spent inside model.generate
+    failed_batches: int = 0
+
+
+@dataclass
+class _Pending:
+    request: ChatRequest
+    prompt_ids: list[int]
+    future: asyncio.Future[Completion]
+    enqueued: float
+
+
+def weights_hash(model_dir: Path) -> str:
+    """``sha256:<hex>`` of the weights file, or of ``sha256sum``-style lines when there are several.
+
+    A hash recorded at conversion time (``palaestra-weights.json``) is used while the files are unchanged.
+    """
+    recorded = recorded_weights_hash(model_dir)
+    if recorded:
+        return recorded
+    files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
+    if not files:
+        raise ModelError(f"no weight files (*.safetensors, *.bin) in {model_dir}; is it a model directory?")
+    if len(files) == 1:
+        return "sha256:" + sha256_file(files[0])
+    lines = "".join(f"{sha256_file(f)}  {f.name}\n" for f in files)
+    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+
+class _RowSampler(LogitsProcessor):
+    """Chooses every row's next token itself and returns scores that force that choice.
+
+    ``generate`` runs greedy (argmax) over what this returns, so each row can have its own temperature, top-p
+    and random generator. Greedy rows (temperature 0) take the argmax of the model's distribution.
+    """
+
+    def __init__(self, requests: Sequence[ChatRequest], device: torch.device) -> None:
+        self.temperature = torch.tensor(
+            [[r.sampling.temperature if r.sampling.temperature > 0 else 1.0] for r in requests], device=device
+        )
+        self.sampled = [i for i, r in enumerate(requests) if r.sampling.temperature > 0]
+        self.top_p_rows = [i for i in self.sampled if requests[i].sampling.top_p < 1.0]
+        self.top_p = torch.tensor([[requests[i].sampling.top_p] for i in self.top_p_rows], device=device)
+        self.generators: dict[int, torch.Generator] = {}
+        for i in self.sampled:
+            seed = request_seed(requests[i])
+            generator = torch.Generator(device=device)
+            generator.manual_seed(seed if seed is not None else secrets.randbits(63))
+            self.generators[i] = generator
+        self.chosen_logprobs: list[torch.Tensor] = []  # one [batch] tensor per generated position
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        logprobs = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p_rows:
+            rows = torch.tensor(self.top_p_rows, device=scores.device)
+            logprobs[rows] = _top_p(logprobs[rows], self.top_p)
+        chosen = logprobs.argmax(dim=-1)
+        for i in self.sampled:
+            chosen[i] = torch.multinomial(logprobs[i].exp(), 1, generator=self.generators[i])[0]
+        self.chosen_logprobs.append(logprobs.gather(1, chosen[:, None]).squeeze(1))
+        forced = torch.full_like(scores, float("-inf"))
+        return cast(torch.FloatTensor, forced.scatter_(1, chosen[:, None], 0.0))
+
+
+def _top_p(logprobs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Keep each row's smallest set of most likely tokens with mass >= top_p; renormalise."""
+    ordered, order = logprobs.sort(dim=-1, descending=True)
+    probs = ordered.exp()
+    mass_before = probs.cumsum(dim=-1) - probs
+    drop_sorted = mass_before >= top_p  # never drops the most likely token (mass before it is 0)
+    drop = torch.zeros_like(drop_sorted).scatter_(1, order, drop_sorted)
+    return torch.log_softmax(logprobs.masked_fill(drop, float("-inf")), dim=-1)
+
+
+class _RowStopper(StoppingCriteria):
+    """Per-row end of generation: end-of-turn token, a stop string, or the row's own ``max_tokens``."""
+
+    def __init__(
+        self, requests: Sequence[ChatRequest], prompt_width: int, eos_ids: set[int], tokenizer: Any
+    ) -> None:
+        self.prompt_width = prompt_width
+        self.max_tokens = [r.sampling.max_tokens for r in requests]
+        self.stops = [tuple(s for s in r.sampling.stop if s) for r in requests]
+        # A new stop string ends in the newest token and spans at most len(stop) tokens; decode a little more.
+        self.window = max((len(s) for stops in self.stops for s in stops), default=0) + 4
+        self.eos_ids = eos_ids
+        self.tokenizer = tokenizer
+        self.length = [0] * len(requests)  # real generated tokens per row (the rest is padding)
+        self.reason: list[str | None] = [None] * len(requests)
+        self.done = [False] * len(requests)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        step = input_ids.shape[1] - self.prompt_width
+        newest = input_ids[:, -1].tolist()
+        tails = input_ids[:, -min(self.window, step) :].tolist() if any(self.stops) else None
+        for row, token in enumerate(newest):
+            if self.done[row]:
+                continue
+            self.length[row] = step
+            hit_stop = tails is not None and bool(self.stops[row]) and self._hit_stop(row, tails[row])
+            if token in self.eos_ids or hit_stop:
+                self.reason[row] = "stop"
+            elif step >= self.max_tokens[row]:
+                self.reason[row] = "length"
+            self.done[row] = self.reason[row] is not None
+        return cast(torch.BoolTensor, torch.tensor(self.done, dtype=torch.bool, device=input_ids.device))
+
+    def _hit_stop(self, row: int, tail: list[int]) -> bool:
+        text = self.tokenizer.decode(tail, skip_special_tokens=True)
+        return any(stop in text for stop in self.stops[row])
+
+
+class LocalModel:
+    """A transformers causal LM on this machine, batching concurrent requests.
+
+    Args:
+        path: a transformers model directory (config, weights, tokenizer with a chat template).
+        device: ``"cpu"``, ``"cuda"``, ...; default CUDA when available, else CPU.
+        dtype: torch dtype or its name (``"float32"``, ``"bfloat16"``); default: as stored.
+        max_batch_size: most requests in one ``generate`` batch.
+        batch_wait_s: how long the worker waits for more requests after the first one arrives.
+        spec: the spec recorded with runs; default ``local:<absolute path>``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_batch_size: int = 32,
+        batch_wait_s: float = 0.01,
+        spec: str | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
+        self.path = Path(path).expanduser().resolve()
+        self.spec: str = spec or f"local:{self.path}"
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.max_batch_size = max_batch_size
+        self.batch_wait_s = batch_wait_s
+        self.stats = BatchStats()
+        # Any: transformers' annotations of the auto classes do not describe what they return.
+        self.tokenizer: Any
+        self.model: Any
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(self.path))
+            loaded = AutoModelForCausalLM.from_pretrained(
+                str(self.path), dtype=_dtype(dtype) if dtype is not None else "auto"
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelError(
+                f"cannot load a transformers model from {self.path}: {exc}. The directory needs config.json, "
+                f"weights and tokenizer files (save_pretrained output)."
+            ) from exc
+        if not self.tokenizer.chat_template:
+            raise ModelError(
+                f"the tokenizer in {self.path} has no chat template; set tokenizer.chat_template and "
+                f"save it (tokenizer.save_pretrained) so chat prompts can be built"
+            )
+        self.model = cast(Any, loaded).to(self.device).eval()
+        config = self.model.generation_config
+        eos = config.eos_token_id
+        self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            self.eos_ids.add(self.tokenizer.eos_token_id)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else config.pad_token_id
+        self.pad_id: int = pad if pad is not None else min(self.eos_ids, default=0)
+        self.context_length: int | None = getattr(self.model.config, "max_position_embeddings", None)
+        self._weights_hash: str | None = None
+        # One thread runs generate: two concurrent batches would only fight over the same cores.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="palaestra-generate")
+        self._hash_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    def embedded(cls, **options: Any) -> LocalModel:
+        """The embedded SmolLM2-135M-Instruct (spec ``smollm2-135m``), converting it on first use."""
+        options.setdefault("spec", EMBEDDED_SPEC)
+        return cls(ensure_embedded_model(), **options)
+
+    @property
+    def weights_hash(self) -> str | None:
+        """``sha256:<hex>`` of the weight files; computed on first use (large models take a while)."""
+        with self._hash_lock:
+            if self._weights_hash is None:
+                self._weights_hash = weights_hash(self.path)
+            return self._weights_hash
+
+    @weights_hash.setter
+    def weights_hash(self, value: str | None) -> None:
+        # Settable because the Model protocol declares a plain attribute; None means "compute again".
+        self._weights_hash = value
+
+    # ------------------------------------------------------------------ requests
+
+    def prompt_token_ids(self, request: ChatRequest) -> list[int]:
+        """The exact prompt tokens: the chat template with the assistant turn opened."""
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        encoded = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(encoded["input_ids"])
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        if self._closed:
+            raise ModelError(f"{self.spec}: the model is closed; build a new one with make_model")
+        prompt_ids = self.prompt_token_ids(request)
+        needed = len(prompt_ids) + request.sampling.max_tokens
+        if self.context_length and needed > self.context_length:
+            raise ModelError(
+                f"{self.spec}: prompt of {len(prompt_ids)} tokens plus "
+                f"max_tokens={request.sampling.max_tokens} exceeds the model's context of "
+                f"{self.context_length}; shorten the history or max_tokens"
+            )
+        queue = self._ensure_worker()
+        loop = asyncio.get_running_loop()
+        pending = _Pending(request, prompt_ids, loop.create_future(), time.perf_counter())
+        queue.put_nowait(pending)
+        return await pending.future
+
+    def _ensure_worker(self) -> asyncio.Queue[_Pending]:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._queue is None or self._worker is None or self._worker.done():
+            # First use, or a new event loop (each test or asyncio.run has its own): start a worker there.
+            self._loop = loop
+            self._queue = asyncio.Queue()
+            self._worker = loop.create_task(self._work(self._queue), name=f"palaestra-batcher {self.spec}")
+        return self._queue
+
+    async def _work(self, queue: asyncio.Queue[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await queue.get()]
+            deadline = loop.time() + self.batch_wait_s
+            while len(batch) < self.max_batch_size:
+                if not queue.empty():
+                    batch.append(queue.get_nowait())
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(queue.get(), remaining))
+                except TimeoutError:
+                    break
+            batch = [p for p in batch if not p.future.done()]  # callers that gave up (cancelled, timed out)
+            if not batch:
+                continue
+            try:
+                completions = await loop.run_in_executor(self._executor, self._generate_batch, batch)
+            except Exception as exc:  # the worker must survive: fail this batch, keep serving the next
+                self.stats.failed_batches += 1
+                error = ModelError(
+                    f"{self.spec}: generation failed for a batch of {len(batch)} "
+                    f"({type(exc).__name__}: {exc}); the model is still usable, retry the request"
+                )
+                error.__cause__ = exc
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(error)
+                continue
+            now = time.perf_counter()
+            for p, completion in zip(batch, completions, strict=True):
+                if not p.future.done():
+                    p.future.set_result(dataclasses.replace(completion, latency_s=now - p.enqueued))
+
+    def _generate_batch(self, batch: Sequence[_Pending]) -> list[Completion]:
+        """Run one left-padded ``generate`` over the batch (in the worker thread)."""
+        requests = [p.request for p in batch]
+        width = max(len(p.prompt_ids) for p in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, p in enumerate(batch):
+            n = len(p.prompt_ids)
+            input_ids[row, width - n :] = torch.tensor(p.prompt_ids, dtype=torch.long)
+            attention[row, width - n :] = 1
+        sampler = _RowSampler(requests, self.device)
+        stopper = _RowStopper(requests, width, self.eos_ids, self.tokenizer)
+        # The request alone decides decoding: neutralise distribution-changing defaults a model may ship in
+        # its generation_config.json (generate fills every unset field from it).
+        config = GenerationConfig(
+            max_new_tokens=max(r.sampling.max_tokens for r in requests),
+            do_sample=False,
+            num_beams=1,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            min_new_tokens=0,
+            eos_token_id=sorted(self.eos_ids),
+            pad_token_id=self.pad_id,
+        )
+        started = time.perf_counter()
+        with torch.inference_mode():
+            sequences = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                generation_config=config,
+                logits_processor=LogitsProcessorList([sampler]),
+                stopping_criteria=StoppingCriteriaList([stopper]),
+            )
+        elapsed = time.perf_counter() - started
+        generated = sequences[:, width:].tolist()
+        logprobs = torch.stack(sampler.chosen_logprobs, dim=1).tolist() if sampler.chosen_logprobs else []
+        completions = []
+        for row, p in enumerate(batch):
+            n = stopper.length[row]
+            ids = generated[row][:n]
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            cuts = [text.index(s) for s in stopper.stops[row] if s in text]
+            if cuts:
+                text = text[: min(cuts)]
+            completions.append(
+                Completion(
+                    text=text,
+                    model=self.spec,
+                    finish_reason=stopper.reason[row] or "length",
+                    usage=Usage(len(p.prompt_ids), n),
+                    prompt_token_ids=tuple(p.prompt_ids),
+                    completion_token_ids=tuple(ids),
+                    logprobs=tuple(logprobs[row][:n]) if n else (),
+                )
+            )
+        stats = self.stats
+        stats.batches += 1
+        stats.requests += len(batch)
+        stats.max_batch_size = max(stats.max_batch_size, len(batch))
+        stats.prompt_tokens += sum(len(p.prompt_ids) for p in batch)
+        stats.completion_tokens += sum(stopper.length)
+        stats.generate_s += elapsed
+        return completions
+
+    async def close(self) -> None:
+        """Stop the worker; requests still waiting fail with ``ModelError``."""
+        self._closed = True
+        worker, self._worker = self._worker, None
+        if worker is not None and not worker.done():
+            worker.cancel()
+        queue, self._queue = self._queue, None
+        while queue is not None and not queue.empty():
+            pending = queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(ModelError(f"{self.spec}: the model was closed"))
+        self._executor.shutdown(wait=False)
+
+    def __repr__(self) -> str:
+        return f"LocalModel({self.spec!r}, device={self.device.type})"
+
+
+def _dtype(value: str | torch.dtype) -> torch.dtype:
+    if isinstance(value, torch.dtype):
+        return value
+    found = getattr(torch, value, None)
+    if not isinstance(found, torch.dtype):
+        raise ValueError(f"unknown dtype {value!r}; use e.g. 'float32', 'bfloat16' or 'float16'")
+    return found

@@ -1,0 +1,16 @@
+"""The runner: plays episodes concurrently behind one executor boundary and writes them to the store."""
+
+from palaestra.runner.episode import run_episode
+from palaestra.runner.evaluate import EvalConfig, EvalResult, evaluate, resume
+from palaestra.runner.executor import AsyncioExecutor, EpisodeJob, Executor
+
+__all__ = [
+    "AsyncioExecutor",
+    "EpisodeJob",
+    "EvalConfig",
+    "EvalResult",
+    "Executor",
+    "evaluate",
+    "resume",
+    "run_episode",
+]

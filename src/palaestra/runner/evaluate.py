@@ -1,0 +1,189 @@
+"""Evaluation runs: plan episodes for (environment, agent) pairs, play them, store them, resume them."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from tqdm import tqdm
+
+from palaestra.agents import PromptConfig, agent_choices, needs_model
+from palaestra.core.errors import SpecError, StoreError, UnknownSpecError
+from palaestra.core.types import Episode
+from palaestra.envs.registry import make
+from palaestra.models.base import Model
+from palaestra.runner.executor import AsyncioExecutor, EpisodeJob, Executor
+from palaestra.store import Store
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What ``palaestra eval`` plays: every agent on every environment, ``episodes`` seeds each.
+
+    Seeds are the ``episodes`` consecutive seeds of ``split`` starting ``seed`` places into the split, so a
+    run is reproducible and never mixes splits.
+    """
+
+    envs: tuple[str, ...]
+    agents: tuple[str, ...]
+    model: str | None = None
+    episodes: int = 10
+    split: str = "test"
+    seed: int = 0
+    concurrency: int = 32
+    max_turns: int | None = None
+    max_tokens: int | None = None
+    timeout_s: float | None = None
+
+
+@dataclass
+class EvalResult:
+    run_ids: list[str]
+    ok: int = 0
+    errors: int = 0
+    interrupted: bool = False
+    statuses: dict[str, str] = field(default_factory=dict)
+
+
+def _check_agent(spec: str, env_id: str, choices: list[str]) -> None:
+    name, _, options = spec.partition(":")
+    if name == "prompt":
+        PromptConfig.parse(options)
+    elif spec not in choices:
+        raise UnknownSpecError(f"agent for {env_id}", spec, choices)
+
+
+async def evaluate(
+    config: EvalConfig,
+    store: Store,
+    *,
+    model: Model | None = None,
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Create one run per (environment, agent), play all their episodes concurrently and store each one.
+
+    Args:
+        model: an already built model (else ``config.model`` is built, and closed at the end).
+        executor: where episodes are played (default: in-process asyncio with ``config.concurrency``).
+    """
+    if config.episodes < 1:
+        raise SpecError("--episodes must be at least 1")
+    overrides = {"max_turns": config.max_turns} if config.max_turns else {}
+    envs = [make(env_id, **overrides) for env_id in config.envs]
+    for env in envs:
+        for agent in config.agents:
+            _check_agent(agent, env.spec.id, agent_choices(env))
+    wants_model = any(needs_model(a) for a in config.agents)
+    own_model = False
+    if wants_model and model is None:
+        if not config.model:
+            raise SpecError("the 'prompt' agent needs a model: pass --model (e.g. --model smollm2-135m)")
+        from palaestra.models import make_model
+
+        model, own_model = make_model(config.model), True
+    try:
+        plan = {env.spec.id: env.spec.seeds(config.split, config.episodes, offset=config.seed) for env in envs}
+        jobs: list[EpisodeJob] = []
+        run_ids: list[str] = []
+        for env in envs:
+            await env.close()
+            for agent in config.agents:
+                model_spec = model.spec if (model is not None and needs_model(agent)) else None
+                run_config = {**asdict(config), "envs": [env.spec.id], "agents": [agent], "seeds": plan[env.spec.id]}
+                run_id = store.create_run(
+                    env_spec=env.spec,
+                    agent_spec=agent,
+                    model_spec=model_spec,
+                    weights_hash=model.weights_hash if model_spec and model is not None else None,
+                    config=run_config,
+                )
+                run_ids.append(run_id)
+                jobs += [
+                    EpisodeJob(run_id, env.spec, agent, model_spec, seed, config.max_tokens, config.timeout_s)
+                    for seed in plan[env.spec.id]
+                ]
+        executor = executor or AsyncioExecutor(model, config.concurrency)
+        return await _execute(jobs, run_ids, store, executor, progress)
+    finally:
+        if own_model and model is not None:
+            await model.close()
+
+
+async def resume(
+    run_ids: Sequence[str],
+    store: Store,
+    *,
+    model: Model | None = None,
+    executor: Executor | None = None,
+    concurrency: int | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Play the seeds of earlier runs that have no successful episode yet (missing or ``error``)."""
+    runs = [store.get_run(r) for r in run_ids]
+    model_specs = {r.model_spec for r in runs if r.model_spec}
+    if len(model_specs) > 1:
+        raise SpecError(f"runs use different models ({', '.join(sorted(model_specs))}); resume them separately")
+    own_model = False
+    if model_specs and model is None:
+        from palaestra.models import make_model
+
+        model, own_model = make_model(next(iter(model_specs))), True
+    try:
+        for run in runs:
+            if run.model_spec and run.weights_hash and model is not None and model.weights_hash != run.weights_hash:
+                raise StoreError(
+                    f"run {run.id} was played with weights {run.weights_hash} but {run.model_spec} now has "
+                    f"{model.weights_hash}; resuming would mix models. Start a new run instead."
+                )
+        jobs = [
+            EpisodeJob(
+                run.id,
+                run.env_spec,
+                run.agent_spec,
+                run.model_spec,
+                seed,
+                run.config.get("max_tokens"),
+                run.config.get("timeout_s"),
+            )
+            for run in runs
+            for seed in store.pending_seeds(run.id)
+        ]
+        width = concurrency or max([int(r.config.get("concurrency", 32)) for r in runs] or [32])
+        executor = executor or AsyncioExecutor(model, width)
+        return await _execute(jobs, [r.id for r in runs], store, executor, progress)
+    finally:
+        if own_model and model is not None:
+            await model.close()
+
+
+async def _execute(
+    jobs: list[EpisodeJob], run_ids: list[str], store: Store, executor: Executor, progress: bool
+) -> EvalResult:
+    result = EvalResult(run_ids=run_ids)
+    bar = tqdm(total=len(jobs), unit="ep", desc="episodes", disable=not progress, file=sys.stderr)
+
+    def on_episode(job: EpisodeJob, episode: Episode) -> None:
+        store.record_episode(job.run_id, episode)
+        if episode.status == "ok":
+            result.ok += 1
+        else:
+            result.errors += 1
+        bar.set_postfix(ok=result.ok, errors=result.errors, refresh=False)
+        bar.update(1)
+
+    try:
+        await executor.run(jobs, on_episode)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        result.interrupted = True
+        raise
+    finally:
+        bar.close()
+        for run_id in run_ids:
+            pending = store.pending_seeds(run_id)
+            status = "complete" if not pending else ("interrupted" if result.interrupted else "incomplete")
+            store.finish_run(run_id, status)
+            result.statuses[run_id] = status
+    return result
