@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from datetime import datetime
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +28,9 @@ def db_option(func: F) -> F:
 
 
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")(func)
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")(
+        func
+    )
 
 
 def open_store(db: str | None, *, readonly: bool = False) -> Any:
@@ -44,7 +46,7 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     numeric = [all(_is_number(row[i]) for row in rows) and rows for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
-        parts = [c.rjust(w) if numeric[i] and n else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        parts = [c.rjust(w) if numeric[i] and n else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(parts).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -52,7 +54,9 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) or (isinstance(value, str) and value.replace(".", "", 1).lstrip("-").isdigit())
+    return isinstance(value, int | float) or (
+        isinstance(value, str) and value.replace(".", "", 1).lstrip("-").isdigit()
+    )
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -102,7 +106,13 @@ def envs(as_json: bool) -> None:
         click.echo(json.dumps([s.to_dict() for s in specs.values()], indent=2))
         return
     rows = [
-        (s.id, s.max_turns, s.invalid_action.mode, " ".join(f"{k}={a}..{b - 1}" for k, (a, b) in s.splits.items()), s.description)
+        (
+            s.id,
+            s.max_turns,
+            s.invalid_action.mode,
+            " ".join(f"{k}={a}..{b - 1}" for k, (a, b) in s.splits.items()),
+            s.description,
+        )
         for s in specs.values()
     ]
     click.echo(table(rows, ["id", "max turns", "invalid action", "seeds", "description"]))
@@ -130,29 +140,74 @@ def leaderboard(summaries: Sequence[Any]) -> str:
             fmt(s.seconds, 1),
             s.run_id,
         )
-        for s in sorted(summaries, key=lambda s: (s.env_id, -(s.mean_return if s.mean_return is not None else -1e18)))
+        for s in sorted(
+            summaries, key=lambda s: (s.env_id, -(s.mean_return if s.mean_return is not None else -1e18))
+        )
     ]
-    headers = ["env", "agent", "model", "episodes", "success [95% CI]", "return [95% CI]", "score [95% CI]",
-               "invalid", "turns", "tokens", "s/ep", "run"]
+    headers = [
+        "env",
+        "agent",
+        "model",
+        "episodes",
+        "success [95% CI]",
+        "return [95% CI]",
+        "score [95% CI]",
+        "invalid",
+        "turns",
+        "tokens",
+        "s/ep",
+        "run",
+    ]
     return table(rows, headers)
 
 
 @main.command(name="eval")
 @click.argument("env_ids", nargs=-1, metavar="ENV...")
-@click.option("--agent", "agents", multiple=True, metavar="SPEC",
-              help="Agent spec, repeatable: 'prompt' (a model, options as prompt:temperature=0.7,history=4) "
-                   "or a scripted policy of the environment ('optimal', 'random', 'noisy'). Default: prompt.")
-@click.option("--model", default="smollm2-135m", show_default=True, metavar="SPEC",
-              help="Model spec for model agents: smollm2-135m, local:<dir>, openai:<model>@<base url>, scripted:<name>.")
+@click.option(
+    "--agent",
+    "agents",
+    multiple=True,
+    metavar="SPEC",
+    help="Agent spec, repeatable: 'prompt' (a model, options as prompt:temperature=0.7,history=4) "
+    "or a scripted policy of the environment ('optimal', 'random', 'noisy'). Default: prompt.",
+)
+@click.option(
+    "--model",
+    default="smollm2-135m",
+    show_default=True,
+    metavar="SPEC",
+    help="Model spec for model agents: smollm2-135m, local:<dir>, openai:<model>@<base url>, scripted:<name>.",
+)
 @click.option("--episodes", "-n", default=10, show_default=True, help="Episodes per environment and agent.")
 @click.option("--seed", default=0, show_default=True, help="Index of the first seed within the split.")
-@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
-@click.option("--concurrency", "-c", default=32, show_default=True, help="Episodes played at once (the local model batches their requests).")
+@click.option(
+    "--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    default=32,
+    show_default=True,
+    help="Episodes played at once (the local model batches their requests).",
+)
 @click.option("--max-turns", type=int, default=None, help="Override the environments' turn limit.")
-@click.option("--max-tokens", type=int, default=None, help="Cap on model tokens per episode (prompt + completion).")
-@click.option("--timeout", "timeout_s", type=float, default=None, help="Seconds per episode before it is stored as an error.")
-@click.option("--resume", "resume_ids", multiple=True, metavar="RUN",
-              help="Play the missing and failed episodes of earlier runs instead of starting new ones (repeatable).")
+@click.option(
+    "--max-tokens", type=int, default=None, help="Cap on model tokens per episode (prompt + completion)."
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=None,
+    help="Seconds per episode before it is stored as an error.",
+)
+@click.option(
+    "--resume",
+    "resume_ids",
+    multiple=True,
+    metavar="RUN",
+    help="Play the missing and failed episodes of earlier runs instead of starting new ones (repeatable).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @db_option
 @json_option
@@ -191,8 +246,16 @@ def eval_command(
             coro = resume(resume_ids, store, concurrency=concurrency, progress=progress)
         else:
             config = EvalConfig(
-                envs=env_ids, agents=agents or ("prompt",), model=model, episodes=episodes, split=split,
-                seed=seed, concurrency=concurrency, max_turns=max_turns, max_tokens=max_tokens, timeout_s=timeout_s,
+                envs=env_ids,
+                agents=agents or ("prompt",),
+                model=model,
+                episodes=episodes,
+                split=split,
+                seed=seed,
+                concurrency=concurrency,
+                max_turns=max_turns,
+                max_tokens=max_tokens,
+                timeout_s=timeout_s,
             )
             coro = evaluate(config, store, progress=progress)
         try:
@@ -207,7 +270,12 @@ def eval_command(
             sys.exit(130)
         summaries = _summaries(store, result.run_ids)
         if as_json:
-            click.echo(json.dumps({"runs": [s.to_dict() for s in summaries], "ok": result.ok, "errors": result.errors}, indent=2))
+            click.echo(
+                json.dumps(
+                    {"runs": [s.to_dict() for s in summaries], "ok": result.ok, "errors": result.errors},
+                    indent=2,
+                )
+            )
         else:
             click.echo(leaderboard(summaries))
             if result.errors:
@@ -223,7 +291,9 @@ def eval_command(
 @main.command()
 @click.option("--limit", default=50, show_default=True, help="Newest runs to list (0 for all).")
 @click.option("--env", "env_id", default=None, help="Only runs of this environment id.")
-@click.option("--status", default=None, help="Only runs with this status (complete, incomplete, interrupted, running).")
+@click.option(
+    "--status", default=None, help="Only runs with this status (complete, incomplete, interrupted, running)."
+)
 @db_option
 @json_option
 def runs(limit: int, env_id: str | None, status: str | None, db: str | None, as_json: bool) -> None:
@@ -235,10 +305,22 @@ def runs(limit: int, env_id: str | None, status: str | None, db: str | None, as_
             click.echo(json.dumps([r.to_dict() for r in records], indent=2, default=str))
             return
         rows = [
-            (r.id, when(r.created_at), r.env_id, r.agent_spec, r.model_spec or "-", len(r.config.get("seeds", [])), r.status)
+            (
+                r.id,
+                when(r.created_at),
+                r.env_id,
+                r.agent_spec,
+                r.model_spec or "-",
+                len(r.config.get("seeds", [])),
+                r.status,
+            )
             for r in records
         ]
-        click.echo(table(rows, ["run", "created", "env", "agent", "model", "episodes", "status"]) if rows else "no runs yet")
+        click.echo(
+            table(rows, ["run", "created", "env", "agent", "model", "episodes", "status"])
+            if rows
+            else "no runs yet"
+        )
     finally:
         store.close()
 
@@ -260,19 +342,31 @@ def show(run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
         summaries = _summaries(store, run_ids)
         runs_ = [store.get_run(s.run_id) for s in summaries]
         if as_json:
-            click.echo(json.dumps([{**s.to_dict(), "lineage": r.to_dict()} for s, r in zip(summaries, runs_)], indent=2, default=str))
+            click.echo(
+                json.dumps(
+                    [{**s.to_dict(), "lineage": r.to_dict()} for s, r in zip(summaries, runs_, strict=True)],
+                    indent=2,
+                    default=str,
+                )
+            )
             return
-        for s, r in zip(summaries, runs_):
+        for s, r in zip(summaries, runs_, strict=True):
             seeds = r.config.get("seeds", [])
             seed_text = f"{seeds[0]}..{seeds[-1]}" if seeds else "-"
-            click.echo(f"run {s.run_id}  {s.env_id}  agent={s.agent}  model={s.model or '-'}  status={s.status}")
+            click.echo(
+                f"run {s.run_id}  {s.env_id}  agent={s.agent}  model={s.model or '-'}  status={s.status}"
+            )
             click.echo(f"  episodes        {s.episodes} ok, {s.errors} errors, {s.planned} planned")
             click.echo(f"  success rate    {fmt_ci(s.success_rate, s.success_ci)}")
             click.echo(f"  mean return     {fmt_ci(s.mean_return, s.return_ci)}")
-            click.echo(f"  normalised      {fmt_ci(s.score, s.score_ci, 1)}  (0 random, 50 scripted mixture, 100 optimal)")
-            inv = '-' if s.invalid_action_rate is None else f'{100 * s.invalid_action_rate:.1f}%'
+            click.echo(
+                f"  normalised      {fmt_ci(s.score, s.score_ci, 1)}  (0 random, 50 scripted mixture, 100 optimal)"
+            )
+            inv = "-" if s.invalid_action_rate is None else f"{100 * s.invalid_action_rate:.1f}%"
             click.echo(f"  invalid actions {inv} of turns")
-            click.echo(f"  per episode     {fmt(s.turns, 1)} turns, {fmt(s.tokens, 0)} tokens, {fmt(s.seconds, 2)} s")
+            click.echo(
+                f"  per episode     {fmt(s.turns, 1)} turns, {fmt(s.tokens, 0)} tokens, {fmt(s.seconds, 2)} s"
+            )
             click.echo(
                 f"  lineage         {r.env_id} v{r.env_version} split={r.config.get('split')} seeds {seed_text}; "
                 f"weights {r.weights_hash or '-'}; palaestra {r.package_version}"
@@ -284,8 +378,13 @@ def show(run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("run_id", metavar="RUN")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="File to write (default: standard output).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="File to write (default: standard output).",
+)
 @db_option
 def export(run_id: str, output: str | None, db: str | None) -> None:
     """Export a run's episodes, with every turn, tokens and lineage, as JSON Lines."""

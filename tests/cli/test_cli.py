@@ -30,8 +30,20 @@ def test_envs_lists_builtins_as_table_and_json():
 
 
 def test_eval_runs_show_export_round_trip(db, tmp_path):
-    result = invoke("eval", "maze-fo-v0", "wordle-v0", "--agent", "optimal", "--agent", "random",
-                    "-n", "4", "--db", db, "--quiet")
+    result = invoke(
+        "eval",
+        "maze-fo-v0",
+        "wordle-v0",
+        "--agent",
+        "optimal",
+        "--agent",
+        "random",
+        "-n",
+        "4",
+        "--db",
+        db,
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     assert "success [95% CI]" in result.output and "maze-fo-v0" in result.output
 
@@ -93,7 +105,9 @@ def test_not_a_palaestra_database_is_refused_and_left_intact(tmp_path):
     with sqlite3.connect(path) as conn:
         conn.execute("create table invoices (id integer primary key, amount real)")
         conn.execute("insert into invoices (amount) values (12.5)")
-    result = CliRunner().invoke(main, ["eval", "maze-fo-v0", "--agent", "optimal", "-n", "2", "--db", str(path)])
+    result = CliRunner().invoke(
+        main, ["eval", "maze-fo-v0", "--agent", "optimal", "-n", "2", "--db", str(path)]
+    )
     assert result.exit_code == 2 and "palaestra" in result.output
     with sqlite3.connect(path) as conn:
         assert conn.execute("select amount from invoices").fetchall() == [(12.5,)]

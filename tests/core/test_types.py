@@ -15,8 +15,13 @@ def test_parse_env_id():
 
 
 def test_spec_json_round_trip_is_strict_json_even_when_unbounded():
-    spec = EnvSpec(id="x-v3", entry_point="m:C", invalid_action=InvalidActionRule("terminate", -1.0),
-                   normalization=Normalization(-3.0, -1.0, 0.0, source="test"), kwargs={"size": 4})
+    spec = EnvSpec(
+        id="x-v3",
+        entry_point="m:C",
+        invalid_action=InvalidActionRule("terminate", -1.0),
+        normalization=Normalization(-3.0, -1.0, 0.0, source="test"),
+        kwargs={"size": 4},
+    )
     text = spec.to_json()
     json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
     assert EnvSpec.from_json(text) == spec
@@ -29,8 +34,12 @@ def test_builtin_specs_round_trip(env_spec):
 
 
 def test_split_seeds():
-    spec = EnvSpec(id="x-v0", entry_point="m:C", invalid_action=InvalidActionRule("penalty", 0.0),
-                   splits={"train": (0, 10), "validation": (10, 15), "test": (15, 20)})
+    spec = EnvSpec(
+        id="x-v0",
+        entry_point="m:C",
+        invalid_action=InvalidActionRule("penalty", 0.0),
+        splits={"train": (0, 10), "validation": (10, 15), "test": (15, 20)},
+    )
     assert spec.seeds("test", 3) == [15, 16, 17]
     assert spec.seeds("test", 2, offset=3) == [18, 19]
     assert spec.seeds("validation") == [10, 11, 12, 13, 14]

@@ -47,8 +47,16 @@ def test_summary_leaves_errors_out_of_scores():
         Episode("x-v0", 1, total_return=-4.0, success=False),
         Episode("x-v0", 2, status="error", error="ModelError: timeout"),
     ]
-    s = summarize(run_id="r", env_id="x-v0", agent="a", model=None, status="incomplete", planned=3,
-                  episodes=episodes, normalization=Normalization(-10.0, -5.0, 0.0))
+    s = summarize(
+        run_id="r",
+        env_id="x-v0",
+        agent="a",
+        model=None,
+        status="incomplete",
+        planned=3,
+        episodes=episodes,
+        normalization=Normalization(-10.0, -5.0, 0.0),
+    )
     assert s.episodes == 2 and s.errors == 1
     assert s.mean_return == -3.0
     assert s.success_rate == 0.5
@@ -56,6 +64,14 @@ def test_summary_leaves_errors_out_of_scores():
 
 
 def test_summary_with_only_errors_has_no_scores():
-    s = summarize(run_id="r", env_id="x-v0", agent="a", model=None, status="incomplete", planned=1,
-                  episodes=[Episode("x-v0", 0, status="error", error="boom")], normalization=None)
+    s = summarize(
+        run_id="r",
+        env_id="x-v0",
+        agent="a",
+        model=None,
+        status="incomplete",
+        planned=1,
+        episodes=[Episode("x-v0", 0, status="error", error="boom")],
+        normalization=None,
+    )
     assert s.episodes == 0 and s.errors == 1 and s.mean_return is None and s.success_rate is None

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from palaestra.core.errors import ModelError
+from palaestra.core.errors import ModelError, SpecError
 from palaestra.core.types import ChatRequest, Message, SamplingParams
 from palaestra.models import Model
 
@@ -88,19 +88,17 @@ async def test_stop_string_truncates_text_and_ends_generation(local_model: Any) 
 
 
 async def test_seeded_sampling_is_reproducible_whatever_the_batch(local_model: Any) -> None:
-    request = ask(QUESTIONS[1], temperature=1.0, top_p=0.95, seed=1234, max_tokens=12)
+    def sample(index: int) -> ChatRequest:
+        return ask(QUESTIONS[1], index, temperature=1.0, top_p=0.95, seed=1234, max_tokens=12)
+
+    request = sample(0)
     alone = await local_model.generate(request)
     others = [ask(q, temperature=0.7, max_tokens=12) for q in QUESTIONS] + [ask(QUESTIONS[0], max_tokens=3)]
     mixed = await asyncio.gather(local_model.generate(request), *[local_model.generate(r) for r in others])
     assert mixed[0].completion_token_ids == alone.completion_token_ids
     assert all(lp <= 0 for lp in alone.logprobs)
-    # Another sample of the same request (sample_index 1) draws with another seed.
-    samples = await asyncio.gather(
-        *[
-            local_model.generate(ask(QUESTIONS[1], i, temperature=1.0, seed=1234, max_tokens=12))
-            for i in range(4)
-        ]
-    )
+    # The other samples of the same request (sample_index 1, 2, ...) draw with other seeds.
+    samples = await asyncio.gather(*[local_model.generate(sample(i)) for i in range(4)])
     assert len({s.completion_token_ids for s in samples}) > 1
     assert samples[0].completion_token_ids == alone.completion_token_ids
 
@@ -122,9 +120,12 @@ async def test_a_failed_batch_becomes_model_errors_and_the_worker_survives(
     assert reply.completion_token_ids
 
 
-async def test_prompt_longer_than_the_context_is_refused(local_model: Any) -> None:
+async def test_bad_requests_are_refused_before_they_join_a_batch(local_model: Any) -> None:
     with pytest.raises(ModelError, match="context"):
         await local_model.generate(ask("word " * 9000, max_tokens=4))
+    for bad in ({"max_tokens": 0}, {"temperature": -1.0}, {"top_p": 0.0}):
+        with pytest.raises(SpecError):
+            await local_model.generate(ask("hi", **bad))
 
 
 def test_weights_hash_is_the_sha256_of_the_weights_file(local_model: Any) -> None:

@@ -49,7 +49,10 @@ async def test_prompt_agent_records_exact_tokens_and_sees_its_own_replies():
     # the third prompt shows the model its earlier replies verbatim, after the environment's instructions
     third_prompt = model.requests[2].messages
     assert third_prompt[0].role == "system" and env.instructions in third_prompt[0].content
-    assert [m.content for m in third_prompt if m.role == "assistant"] == ["move up", "Hmm.\nAction: move left"]
+    assert [m.content for m in third_prompt if m.role == "assistant"] == [
+        "move up",
+        "Hmm.\nAction: move left",
+    ]
     assert episode.usage.completion_tokens == sum(len(t.action.raw.encode()) for t in episode.turns)
 
 
@@ -120,7 +123,9 @@ async def test_evaluate_stores_every_episode_and_resume_replays_errors(store):
 
 
 async def test_evaluate_scripted_agents_on_all_envs(store):
-    config = EvalConfig(envs=("maze-fo-v0", "maze-po-v0", "wordle-v0"), agents=("optimal", "random"), episodes=5)
+    config = EvalConfig(
+        envs=("maze-fo-v0", "maze-po-v0", "wordle-v0"), agents=("optimal", "random"), episodes=5
+    )
     result = await evaluate(config, store, progress=False)
     assert len(result.run_ids) == 6 and result.ok == 30 and result.errors == 0
     runs = {(r.env_id, r.agent_spec): r for r in store.list_runs()}

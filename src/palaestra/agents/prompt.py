@@ -59,7 +59,9 @@ class PromptConfig:
             try:
                 values[key] = types[key](value)
             except ValueError:
-                raise SpecError(f"prompt-agent option {key} needs a {types[key].__name__}, got {value!r}") from None
+                raise SpecError(
+                    f"prompt-agent option {key} needs a {types[key].__name__}, got {value!r}"
+                ) from None
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -70,8 +72,14 @@ def load_template(name: str) -> jinja2.Template:
     else:
         resource = resources.files("palaestra.agents") / "prompts" / f"{name}.jinja"
         if not resource.is_file():
-            available = sorted(p.name.removesuffix(".jinja") for p in (resources.files("palaestra.agents") / "prompts").iterdir())
-            raise SpecError(f"no prompt template {name!r}; built-in templates: {', '.join(available)}, or give a path to a .jinja file")
+            available = sorted(
+                p.name.removesuffix(".jinja")
+                for p in (resources.files("palaestra.agents") / "prompts").iterdir()
+            )
+            raise SpecError(
+                f"no prompt template {name!r}; built-in templates: {', '.join(available)}, "
+                "or give a path to a .jinja file"
+            )
         text = resource.read_text(encoding="utf-8")
     return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False).from_string(text)
 
@@ -82,7 +90,9 @@ class PromptAgent:
     The model sees its own earlier replies verbatim (``Action.raw``), so the conversation is what it wrote.
     """
 
-    def __init__(self, model: Model, config: PromptConfig | None = None, *, seed: int = 0, spec: str = "prompt"):
+    def __init__(
+        self, model: Model, config: PromptConfig | None = None, *, seed: int = 0, spec: str = "prompt"
+    ):
         self.model = model
         self.config = config or PromptConfig()
         self.spec = spec
@@ -95,7 +105,9 @@ class PromptAgent:
         recent = history[-self.config.history :] if self.config.history > 0 else []
         for turn in recent:
             out.append(Message("user", turn.observation))
-            out.append(Message("assistant", turn.action.raw if turn.action.raw is not None else turn.action.text))
+            out.append(
+                Message("assistant", turn.action.raw if turn.action.raw is not None else turn.action.text)
+            )
         out.append(Message("user", observation))
         return tuple(out)
 
@@ -106,7 +118,9 @@ class PromptAgent:
             max_tokens=self.config.max_tokens,
             seed=self._seed * 1000 + len(history) if self.config.temperature > 0 else None,
         )
-        completion = await self.model.generate(ChatRequest(self.messages(env, history, observation), sampling))
+        completion = await self.model.generate(
+            ChatRequest(self.messages(env, history, observation), sampling)
+        )
         action = extract_action(completion.text)
         if action is None:
             return Action(text=completion.text, raw=completion.text, parsed=False, calls=(completion,))

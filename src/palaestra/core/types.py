@@ -98,7 +98,11 @@ class EnvSpec:
     invalid_action: InvalidActionRule = InvalidActionRule("penalty", 0.0)
     normalization: Normalization | None = None
     splits: dict[str, tuple[int, int]] = field(
-        default_factory=lambda: {"train": (0, 10_000), "validation": (10_000, 11_000), "test": (11_000, 12_000)}
+        default_factory=lambda: {
+            "train": (0, 10_000),
+            "validation": (10_000, 11_000),
+            "test": (11_000, 12_000),
+        }
     )
     kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -206,7 +210,9 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens
+        )
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ class Env(abc.ABC):
         """An independent copy in the same state (for tree search and branching)."""
         return copy.deepcopy(self)
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027  (optional hook: most environments hold nothing)
         """Release resources (processes, connections). Safe to call twice."""
 
     def scripted_policies(self) -> dict[str, Policy]:

