@@ -46,7 +46,8 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     numeric = [all(_is_number(row[i]) for row in rows) and rows for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
-        parts = [c.rjust(w) if numeric[i] and n else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        pairs = enumerate(zip(row, widths, strict=True))
+        parts = [c.rjust(w) if numeric[i] and n else c.ljust(w) for i, (c, w) in pairs]
         lines.append("  ".join(parts).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
