@@ -55,9 +55,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--env", action="append", default=None)
-    parser.add_argument(
-        "--agent", default="random", help="scripted policy (random plays the longest episodes)"
-    )
+    parser.add_argument("--agent", default="random", help="scripted policy (random plays the longest episodes)")
     args = parser.parse_args()
     envs = args.env or ["maze-fo-v0", "maze-po-v0", "wordle-v0"]
     print(f"{'env':<12} {'bare steps/s':>13} {'runner steps/s':>15} {'ratio':>6} {'overhead us/step':>17}")
@@ -65,9 +63,7 @@ async def main() -> None:
         for env_id in envs:
             seeds = make(env_id).spec.seeds("train", args.episodes)
             bare_steps, bare_s = await bare_loop(env_id, args.agent, seeds)
-            run_steps, run_s = await through_runner(
-                env_id, args.agent, args.episodes, Path(tmp) / f"{env_id}.db"
-            )
+            run_steps, run_s = await through_runner(env_id, args.agent, args.episodes, Path(tmp) / f"{env_id}.db")
             assert bare_steps == run_steps, (
                 f"same seeds and policy must give the same steps ({bare_steps} vs {run_steps})"
             )

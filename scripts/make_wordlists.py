@@ -92,19 +92,14 @@ def build(n_answers: int, min_count: int) -> tuple[list[str], list[str]]:
     inflected = {
         w
         for w, c in counts.items()
-        if c >= min_count
-        and w not in lower
-        and w not in proper
-        and any(s in web2 for s in inflection_stems(w))
+        if c >= min_count and w not in lower and w not in proper and any(s in web2 for s in inflection_stems(w))
     }
     vocabulary = sorted((lower | inflected | set(answers)) - BLOCKED)
     return answers, vocabulary
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--answers", type=int, default=2300, help="number of hidden-word candidates")
     parser.add_argument("--min-count", type=int, default=200, help="min count of an added inflected form")
     parser.add_argument("--out", type=Path, default=DATA_DIR)

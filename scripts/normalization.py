@@ -77,9 +77,7 @@ def normalization(env_id: str, episodes: int, split: str = "train") -> dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("env_ids", nargs="+", help="environment ids, e.g. maze-fo-v0")
     parser.add_argument("--episodes", type=int, default=500, help="number of seeds (default 500)")
     parser.add_argument("--split", default="train", help="split whose first seeds are used (default train)")

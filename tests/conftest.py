@@ -1,4 +1,5 @@
-"""Fixtures shared by every test folder: a real PostgreSQL server, and a fresh database on it per test.
+"""Fixtures shared by every test folder: a real PostgreSQL server, a fresh database on it per test, and
+the real embedded SmolLM2 model (converted once per machine, loaded once per session).
 
 PostgreSQL comes from ``$PALAESTRA_TEST_PG_URL`` when set, else from ``scripts/postgres.sh`` (which
 installs and starts a throwaway local server). When neither works the PostgreSQL tests fail under CI
@@ -7,6 +8,7 @@ installs and starts a throwaway local server). When neither works the PostgreSQL
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import uuid
@@ -17,6 +19,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
+
+# Everything must work without the model hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL_VAR = "PALAESTRA_TEST_PG_URL"
@@ -81,3 +86,24 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
             # FORCE: a test that failed may still hold connections to its database.
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# --------------------------------------------------------------------------- the embedded model
+
+
+@pytest.fixture(scope="session")
+def embedded_dir() -> Path:
+    """The converted embedded model directory (converted on the first run, ~25 s; reused afterwards)."""
+    from palaestra.models.embedded import ensure_embedded_model
+
+    return ensure_embedded_model()
+
+
+@pytest.fixture(scope="session")
+def local_model(embedded_dir: Path) -> Iterator[object]:
+    """One LocalModel on the embedded weights, shared by the tests (loading takes a few seconds)."""
+    from palaestra.models.local import LocalModel
+
+    model = LocalModel(embedded_dir, spec="smollm2-135m")
+    yield model
+    asyncio.run(model.close())

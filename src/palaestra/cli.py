@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,9 +29,7 @@ def db_option(func: F) -> F:
 
 
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")(
-        func
-    )
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")(func)
 
 
 def open_store(db: str | None, *, readonly: bool = False) -> Any:
@@ -141,9 +140,7 @@ def leaderboard(summaries: Sequence[Any]) -> str:
             fmt(s.seconds, 1),
             s.run_id,
         )
-        for s in sorted(
-            summaries, key=lambda s: (s.env_id, -(s.mean_return if s.mean_return is not None else -1e18))
-        )
+        for s in sorted(summaries, key=lambda s: (s.env_id, -(s.mean_return if s.mean_return is not None else -1e18)))
     ]
     headers = [
         "env",
@@ -181,9 +178,7 @@ def leaderboard(summaries: Sequence[Any]) -> str:
 )
 @click.option("--episodes", "-n", default=10, show_default=True, help="Episodes per environment and agent.")
 @click.option("--seed", default=0, show_default=True, help="Index of the first seed within the split.")
-@click.option(
-    "--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True
-)
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
 @click.option(
     "--concurrency",
     "-c",
@@ -191,10 +186,13 @@ def leaderboard(summaries: Sequence[Any]) -> str:
     show_default=True,
     help="Episodes played at once (the local model batches their requests).",
 )
-@click.option("--max-turns", type=int, default=None, help="Override the environments' turn limit.")
 @click.option(
-    "--max-tokens", type=int, default=None, help="Cap on model tokens per episode (prompt + completion)."
+    "--max-turns",
+    type=int,
+    default=None,
+    help="Override the environments' turn limit (normalised scores assume the default limit).",
 )
+@click.option("--max-tokens", type=int, default=None, help="Cap on model tokens per episode (prompt + completion).")
 @click.option(
     "--timeout",
     "timeout_s",
@@ -259,10 +257,12 @@ def eval_command(
                 timeout_s=timeout_s,
             )
             coro = evaluate(config, store, progress=progress)
+        started = time.time()
         try:
             result = asyncio.run(coro)
         except KeyboardInterrupt:
-            runs = [r.id for r in store.list_runs(limit=None, status="interrupted")][:20]
+            interrupted = store.list_runs(limit=None, status="interrupted")
+            runs = list(resume_ids) or [r.id for r in interrupted if r.created_at >= started]
             click.echo(
                 "\ninterrupted: finished episodes are stored. Complete the rest with:\n  palaestra eval --resume "
                 + " --resume ".join(runs),
@@ -292,9 +292,7 @@ def eval_command(
 @main.command()
 @click.option("--limit", default=50, show_default=True, help="Newest runs to list (0 for all).")
 @click.option("--env", "env_id", default=None, help="Only runs of this environment id.")
-@click.option(
-    "--status", default=None, help="Only runs with this status (complete, incomplete, interrupted, running)."
-)
+@click.option("--status", default=None, help="Only runs with this status (complete, incomplete, interrupted, running).")
 @db_option
 @json_option
 def runs(limit: int, env_id: str | None, status: str | None, db: str | None, as_json: bool) -> None:
@@ -318,9 +316,7 @@ def runs(limit: int, env_id: str | None, status: str | None, db: str | None, as_
             for r in records
         ]
         click.echo(
-            table(rows, ["run", "created", "env", "agent", "model", "episodes", "status"])
-            if rows
-            else "no runs yet"
+            table(rows, ["run", "created", "env", "agent", "model", "episodes", "status"]) if rows else "no runs yet"
         )
     finally:
         store.close()
@@ -354,9 +350,7 @@ def show(run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
         for s, r in zip(summaries, runs_, strict=True):
             seeds = r.config.get("seeds", [])
             seed_text = f"{seeds[0]}..{seeds[-1]}" if seeds else "-"
-            click.echo(
-                f"run {s.run_id}  {s.env_id}  agent={s.agent}  model={s.model or '-'}  status={s.status}"
-            )
+            click.echo(f"run {s.run_id}  {s.env_id}  agent={s.agent}  model={s.model or '-'}  status={s.status}")
             click.echo(f"  episodes        {s.episodes} ok, {s.errors} errors, {s.planned} planned")
             click.echo(f"  success rate    {fmt_ci(s.success_rate, s.success_ci)}")
             click.echo(f"  mean return     {fmt_ci(s.mean_return, s.return_ci)}")
@@ -365,9 +359,7 @@ def show(run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
             )
             inv = "-" if s.invalid_action_rate is None else f"{100 * s.invalid_action_rate:.1f}%"
             click.echo(f"  invalid actions {inv} of turns")
-            click.echo(
-                f"  per episode     {fmt(s.turns, 1)} turns, {fmt(s.tokens, 0)} tokens, {fmt(s.seconds, 2)} s"
-            )
+            click.echo(f"  per episode     {fmt(s.turns, 1)} turns, {fmt(s.tokens, 0)} tokens, {fmt(s.seconds, 2)} s")
             click.echo(
                 f"  lineage         {r.env_id} v{r.env_version} split={r.config.get('split')} seeds {seed_text}; "
                 f"weights {r.weights_hash or '-'}; palaestra {r.package_version}"

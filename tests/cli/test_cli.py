@@ -105,9 +105,7 @@ def test_not_a_palaestra_database_is_refused_and_left_intact(tmp_path):
     with sqlite3.connect(path) as conn:
         conn.execute("create table invoices (id integer primary key, amount real)")
         conn.execute("insert into invoices (amount) values (12.5)")
-    result = CliRunner().invoke(
-        main, ["eval", "maze-fo-v0", "--agent", "optimal", "-n", "2", "--db", str(path)]
-    )
+    result = CliRunner().invoke(main, ["eval", "maze-fo-v0", "--agent", "optimal", "-n", "2", "--db", str(path)])
     assert result.exit_code == 2 and "palaestra" in result.output
     with sqlite3.connect(path) as conn:
         assert conn.execute("select amount from invoices").fetchall() == [(12.5,)]
@@ -118,3 +116,21 @@ def test_not_a_palaestra_database_is_refused_and_left_intact(tmp_path):
 def test_usage_errors():
     assert CliRunner().invoke(main, ["eval"]).exit_code == 2
     assert "--resume" in CliRunner().invoke(main, ["eval", "--help"]).output
+
+
+@pytest.mark.postgres
+def test_eval_show_and_resume_on_postgresql(pg_url):
+    """The same commands, unchanged, against a real PostgreSQL server."""
+    result = invoke("eval", "wordle-v0", "--agent", "optimal", "--agent", "noisy", "-n", "3", "--db", pg_url, "--json")
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.output)["runs"]
+    assert [r["episodes"] for r in runs] == [3, 3]
+    optimal = next(r for r in runs if r["agent"] == "optimal")
+    assert optimal["success_rate"] == 1.0
+    shown = json.loads(invoke("show", optimal["run_id"], "--db", pg_url, "--json").output)[0]
+    assert shown["mean_return"] == optimal["mean_return"]
+    listed = json.loads(invoke("runs", "--db", pg_url, "--json").output)
+    assert {r["id"] for r in listed} == {r["run_id"] for r in runs}
+    # nothing is missing, so resuming plays nothing and leaves the run complete
+    resumed = json.loads(invoke("eval", "--resume", optimal["run_id"], "--db", pg_url, "--json").output)
+    assert resumed["ok"] == 0 and resumed["runs"][0]["episodes"] == 3

@@ -110,9 +110,7 @@ async def test_episode_flow_board_rewards_and_success() -> None:
     step = await env.step("Abbey.")
     assert step.reward == 0.0 and step.terminated and not step.truncated
     assert step.info["success"] is True
-    assert step.observation.endswith(
-        "Guess 2: a b b e y\nResult:  g g g g g\nYou found the word in 2 guesses!"
-    )
+    assert step.observation.endswith("Guess 2: a b b e y\nResult:  g g g g g\nYou found the word in 2 guesses!")
 
 
 async def test_invalid_guesses_cost_one_use_a_turn_and_give_no_feedback() -> None:

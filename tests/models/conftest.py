@@ -6,7 +6,6 @@ port of 127.0.0.1, offline (``HF_HUB_OFFLINE=1``), and killed at the end.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -27,24 +26,6 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 SERVER_START_TIMEOUT_S = 240  # loading torch and the model on a busy 2-core machine can take a minute
 
 
-@pytest.fixture(scope="session")
-def embedded_dir() -> Path:
-    """The converted embedded model directory (converted on the first run, ~25 s; reused afterwards)."""
-    from palaestra.models.embedded import ensure_embedded_model
-
-    return ensure_embedded_model()
-
-
-@pytest.fixture(scope="session")
-def local_model(embedded_dir: Path) -> Iterator[object]:
-    """One LocalModel on the embedded weights, shared by the tests (loading takes a few seconds)."""
-    from palaestra.models.local import LocalModel
-
-    model = LocalModel(embedded_dir, spec="smollm2-135m")
-    yield model
-    asyncio.run(model.close())
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,9 +44,7 @@ def _transformers_cli() -> str:
         return str(found)
     which = shutil.which("transformers")
     if not which:
-        pytest.fail(
-            "the 'transformers' command is missing; pip install 'transformers[serving]'", pytrace=False
-        )
+        pytest.fail("the 'transformers' command is missing; pip install 'transformers[serving]'", pytrace=False)
     return which
 
 
@@ -93,9 +72,7 @@ def served_model(embedded_dir: Path) -> Iterator[tuple[str, str]]:
                 pass
             if time.monotonic() > deadline:
                 log.seek(0)
-                pytest.fail(
-                    f"transformers serve not ready after {SERVER_START_TIMEOUT_S}s:\n{log.read()[-3000:]}"
-                )
+                pytest.fail(f"transformers serve not ready after {SERVER_START_TIMEOUT_S}s:\n{log.read()[-3000:]}")
             time.sleep(0.5)
         yield str(embedded_dir), base_url
     finally:

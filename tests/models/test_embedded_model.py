@@ -38,10 +38,7 @@ def test_concurrent_materialize_builds_once(tmp_path: Path) -> None:
         return (path / "done").is_file()
 
     results: list[bool] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(materialize(target, build, complete)))
-        for _ in range(4)
-    ]
+    threads = [threading.Thread(target=lambda: results.append(materialize(target, build, complete))) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

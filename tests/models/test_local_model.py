@@ -65,9 +65,7 @@ async def test_greedy_reply_is_the_same_alone_and_in_a_batch(local_model: Any) -
 async def test_concurrent_requests_are_batched(local_model: Any) -> None:
     stats = local_model.stats
     batches, requests = stats.batches, stats.requests
-    replies = await asyncio.gather(
-        *[local_model.generate(ask(f"Say the number {i}.", max_tokens=4)) for i in range(8)]
-    )
+    replies = await asyncio.gather(*[local_model.generate(ask(f"Say the number {i}.", max_tokens=4)) for i in range(8)])
     assert len(replies) == 8 and all(r.completion_token_ids for r in replies)
     assert stats.requests == requests + 8
     assert stats.batches - batches <= 2

@@ -31,9 +31,7 @@ def completion_body(text: str = "hi there", **choice: Any) -> dict[str, Any]:
     return {
         "id": "x",
         "object": "chat.completion",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", **choice}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", **choice}],
         "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
     }
 
@@ -88,9 +86,7 @@ def server() -> Iterator[ScriptedServer]:
     httpd.server_close()
 
 
-async def test_request_payload_and_parsed_reply(
-    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_request_payload_and_parsed_reply(server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PALAESTRA_OPENAI_API_KEY", "sk-test")
     logprobs = {"content": [{"token": "hi", "logprob": -0.5}, {"token": " there", "logprob": -0.25}]}
     server.replies = [Reply(body=completion_body("hi there. More", logprobs=logprobs))]

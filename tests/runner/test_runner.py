@@ -123,9 +123,7 @@ async def test_evaluate_stores_every_episode_and_resume_replays_errors(store):
 
 
 async def test_evaluate_scripted_agents_on_all_envs(store):
-    config = EvalConfig(
-        envs=("maze-fo-v0", "maze-po-v0", "wordle-v0"), agents=("optimal", "random"), episodes=5
-    )
+    config = EvalConfig(envs=("maze-fo-v0", "maze-po-v0", "wordle-v0"), agents=("optimal", "random"), episodes=5)
     result = await evaluate(config, store, progress=False)
     assert len(result.run_ids) == 6 and result.ok == 30 and result.errors == 0
     runs = {(r.env_id, r.agent_spec): r for r in store.list_runs()}

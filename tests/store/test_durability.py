@@ -78,9 +78,7 @@ def test_failure_while_replacing_an_error_episode_keeps_the_old_one(store: Store
 def test_value_json_cannot_hold_is_refused_before_writing(store: Store) -> None:
     run_id = new_run(store, [0])
     episode = make_episode(0, n_turns=4, info_extra={"board": {1, 2, 3}})  # a set
-    with pytest.raises(
-        StoreError, match=r"cannot store seed 0 turn 0 step info: Object of type set.*str\(\)"
-    ):
+    with pytest.raises(StoreError, match=r"cannot store seed 0 turn 0 step info: Object of type set.*str\(\)"):
         store.record_episode(run_id, episode)
     assert store.episodes(run_id) == []
 

@@ -62,9 +62,7 @@ def test_write_to_a_locked_database_fails_in_bounded_time(tmp_path: Path) -> Non
         )
         with locked_by_another_process(path):
             started = time.monotonic()
-            with pytest.raises(
-                StoreError, match=r"database is locked by another process.*busy timeout \(0.5 s\)"
-            ):
+            with pytest.raises(StoreError, match=r"database is locked by another process.*busy timeout \(0.5 s\)"):
                 store.record_episode(run_id, make_episode(0))
             waited = time.monotonic() - started
             assert 0.4 < waited < 5, waited  # it waited for the lock, then gave up
@@ -145,9 +143,7 @@ def read_only(request: pytest.FixtureRequest, shared_dir: Path) -> Iterator[Call
                 pytest.skip("chattr +i needs root; the 'permissions' variant covers this user")
             why = _chattr("+i", path)
             if why is not None:
-                pytest.skip(
-                    f"cannot make {path} immutable here ({why}); the 'permissions' variant still runs"
-                )
+                pytest.skip(f"cannot make {path} immutable here ({why}); the 'permissions' variant still runs")
         else:
             path.chmod(0o555 if path.is_dir() else 0o444)
         protected.append((path, path.stat().st_mode))
@@ -209,9 +205,7 @@ def test_new_database_in_a_read_only_directory(read_only: Callable[[Path], None]
     assert list(directory.iterdir()) == []
 
 
-def test_database_in_a_read_only_directory_can_be_read(
-    read_only: Callable[[Path], None], shared_dir: Path
-) -> None:
+def test_database_in_a_read_only_directory_can_be_read(read_only: Callable[[Path], None], shared_dir: Path) -> None:
     directory = shared_dir / "archive"
     directory.mkdir()
     path = directory / "runs.db"
@@ -271,9 +265,7 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with Store("relative.db") as bare:  # a bare path, relative to the working directory
         assert bare.url == f"sqlite:///{tmp_path / 'relative.db'}" and bare.backend == "sqlite"
     with Store("sqlite://") as memory:  # in memory, for quick experiments
-        run_id = memory.create_run(
-            env_spec=SPEC, agent_spec="a", model_spec=None, weights_hash=None, config={}
-        )
+        run_id = memory.create_run(env_spec=SPEC, agent_spec="a", model_spec=None, weights_hash=None, config={})
         assert memory.get_run(run_id).id == run_id
 
     with pytest.raises(StoreError, match=r"options in a SQLite URL .*mode.*readonly=True"):

@@ -96,9 +96,7 @@ def test_get_run_by_prefix(store: Store) -> None:
     for run_id in ids:
         assert store.get_run(run_id).id == run_id
         # the shortest prefix that only this id has
-        unique = next(
-            run_id[:n] for n in range(3, 11) if sum(other.startswith(run_id[:n]) for other in ids) == 1
-        )
+        unique = next(run_id[:n] for n in range(3, 11) if sum(other.startswith(run_id[:n]) for other in ids) == 1)
         assert store.get_run(unique).id == run_id
     with pytest.raises(StoreError, match="prefix 'r-' is ambiguous") as info:
         store.get_run("r-")
@@ -165,9 +163,7 @@ def test_episodes_round_trip(db_url: str, store: Store) -> None:
         store.episodes(run_id, status="failed")
 
     # the rows hold the aggregates too, for SQL users and dashboards
-    rows = sql(
-        db_url, "SELECT seed, n_turns, invalid_actions, prompt_tokens, attempts FROM episodes ORDER BY seed"
-    )
+    rows = sql(db_url, "SELECT seed, n_turns, invalid_actions, prompt_tokens, attempts FROM episodes ORDER BY seed")
     assert [tuple(r) for r in rows][3] == (3, 6, 1, by_seed[3].usage.prompt_tokens, 1)
 
     # a new Store on the same database reads the same thing (nothing lived only in memory)
@@ -272,9 +268,7 @@ def test_export_jsonl(store: Store, tmp_path: Path) -> None:
         assert len(exported["calls"]) == len(turn.action.calls)
         for call, data in zip(turn.action.calls, exported["calls"], strict=True):
             assert data["text"] == call.text and data["model"] == call.model
-            assert data["prompt_token_ids"] == (
-                None if call.prompt_token_ids is None else list(call.prompt_token_ids)
-            )
+            assert data["prompt_token_ids"] == (None if call.prompt_token_ids is None else list(call.prompt_token_ids))
             assert data["completion_token_ids"] == (
                 None if call.completion_token_ids is None else list(call.completion_token_ids)
             )

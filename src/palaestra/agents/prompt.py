@@ -41,8 +41,11 @@ class PromptConfig:
     template: str = "default"  # a file in palaestra/agents/prompts (without .jinja) or a path
     temperature: float = 0.0
     top_p: float = 1.0
-    max_tokens: int = 24
-    history: int = 6  # how many past turns the prompt keeps (the system message is always kept)
+    # Replies are actions ("move up", a five-letter word): 16 tokens leave room for a short preamble.
+    max_tokens: int = 16
+    # How many past turns the prompt keeps (the system message is always kept). On a CPU the prompt is
+    # most of the cost (prefill runs at about 1,000 tokens/s on 2 cores), so the default stays short.
+    history: int = 2
 
     @classmethod
     def parse(cls, options: str) -> PromptConfig:
@@ -59,9 +62,7 @@ class PromptConfig:
             try:
                 values[key] = types[key](value)
             except ValueError:
-                raise SpecError(
-                    f"prompt-agent option {key} needs a {types[key].__name__}, got {value!r}"
-                ) from None
+                raise SpecError(f"prompt-agent option {key} needs a {types[key].__name__}, got {value!r}") from None
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -73,8 +74,7 @@ def load_template(name: str) -> jinja2.Template:
         resource = resources.files("palaestra.agents") / "prompts" / f"{name}.jinja"
         if not resource.is_file():
             available = sorted(
-                p.name.removesuffix(".jinja")
-                for p in (resources.files("palaestra.agents") / "prompts").iterdir()
+                p.name.removesuffix(".jinja") for p in (resources.files("palaestra.agents") / "prompts").iterdir()
             )
             raise SpecError(
                 f"no prompt template {name!r}; built-in templates: {', '.join(available)}, "
@@ -90,9 +90,7 @@ class PromptAgent:
     The model sees its own earlier replies verbatim (``Action.raw``), so the conversation is what it wrote.
     """
 
-    def __init__(
-        self, model: Model, config: PromptConfig | None = None, *, seed: int = 0, spec: str = "prompt"
-    ):
+    def __init__(self, model: Model, config: PromptConfig | None = None, *, seed: int = 0, spec: str = "prompt"):
         self.model = model
         self.config = config or PromptConfig()
         self.spec = spec
@@ -105,9 +103,7 @@ class PromptAgent:
         recent = history[-self.config.history :] if self.config.history > 0 else []
         for turn in recent:
             out.append(Message("user", turn.observation))
-            out.append(
-                Message("assistant", turn.action.raw if turn.action.raw is not None else turn.action.text)
-            )
+            out.append(Message("assistant", turn.action.raw if turn.action.raw is not None else turn.action.text))
         out.append(Message("user", observation))
         return tuple(out)
 
@@ -118,9 +114,7 @@ class PromptAgent:
             max_tokens=self.config.max_tokens,
             seed=self._seed * 1000 + len(history) if self.config.temperature > 0 else None,
         )
-        completion = await self.model.generate(
-            ChatRequest(self.messages(env, history, observation), sampling)
-        )
+        completion = await self.model.generate(ChatRequest(self.messages(env, history, observation), sampling))
         action = extract_action(completion.text)
         if action is None:
             return Action(text=completion.text, raw=completion.text, parsed=False, calls=(completion,))

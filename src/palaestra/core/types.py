@@ -76,9 +76,7 @@ def parse_env_id(env_id: str) -> tuple[str, int]:
     """Split ``"maze-fo-v0"`` into ``("maze-fo", 0)``; raise ``SpecError`` if it is not versioned."""
     match = _ID_RE.match(env_id)
     if not match:
-        raise SpecError(
-            f"environment id {env_id!r} is not of the form '<name>-v<version>', e.g. 'maze-fo-v0'"
-        )
+        raise SpecError(f"environment id {env_id!r} is not of the form '<name>-v<version>', e.g. 'maze-fo-v0'")
     return match["name"], int(match["version"])
 
 
@@ -210,9 +208,7 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens
-        )
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
 
 
 @dataclass(frozen=True)

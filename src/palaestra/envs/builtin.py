@@ -26,9 +26,7 @@ register(
     max_turns=50,
     reward_range=(-4.0, 0.0),
     invalid_action=_MAZE_INVALID,
-    normalization=Normalization(
-        -44.599, -16.441, -7.191, source="scripts/normalization.py maze-fo-v0 --episodes 1000"
-    ),
+    normalization=Normalization(-44.599, -16.441, -7.191, source="scripts/normalization.py maze-fo-v0 --episodes 1000"),
     splits=_SPLITS,
     kwargs={"observability": "full"},
 )
@@ -43,9 +41,7 @@ register(
     max_turns=50,
     reward_range=(-4.0, 0.0),
     invalid_action=_MAZE_INVALID,
-    normalization=Normalization(
-        -44.599, -16.441, -7.191, source="scripts/normalization.py maze-po-v0 --episodes 1000"
-    ),
+    normalization=Normalization(-44.599, -16.441, -7.191, source="scripts/normalization.py maze-po-v0 --episodes 1000"),
     splits=_SPLITS,
     kwargs={"observability": "partial"},
 )
@@ -59,9 +55,7 @@ register(
     invalid_action=InvalidActionRule(
         "penalty", -1.0, "not a single 5-letter word, or not in the word list: -1, uses up a guess"
     ),
-    normalization=Normalization(
-        -6.0, -4.802, -2.486, source="scripts/normalization.py wordle-v0 --episodes 500"
-    ),
+    normalization=Normalization(-6.0, -4.802, -2.486, source="scripts/normalization.py wordle-v0 --episodes 500"),
     splits=_SPLITS,
     kwargs={},
 )

@@ -249,9 +249,7 @@ class MazeEnv(Env):
         rng = random.Random(seed)
         name = options.pop("layout", None) or self.layout_name or rng.choice(sorted(LAYOUTS))
         if name not in LAYOUTS:
-            raise EnvError(
-                f"unknown maze layout {name!r} in reset options; choose one of {', '.join(LAYOUTS)}"
-            )
+            raise EnvError(f"unknown maze layout {name!r} in reset options; choose one of {', '.join(LAYOUTS)}")
         layout = LAYOUTS[name]
         starts = [p for p in layout.open_cells if p != layout.goal]
         start = options.pop("start", None)
@@ -259,9 +257,7 @@ class MazeEnv(Env):
             start = rng.choice(starts)
         start = (int(start[0]), int(start[1]))
         if start not in starts:
-            raise EnvError(
-                f"start {start} is not an open, non-goal cell of layout {name!r}; pick one of {starts}"
-            )
+            raise EnvError(f"start {start} is not an open, non-goal cell of layout {name!r}; pick one of {starts}")
         if options:
             raise EnvError(f"unknown reset options {sorted(options)}; MazeEnv accepts 'layout' and 'start'")
         self._layout, self._pos, self._turns, self._done = layout, start, 0, False
@@ -280,8 +276,7 @@ class MazeEnv(Env):
             reward = spec.invalid_action.penalty
             text = (
                 f"Invalid action '{_shown(action if isinstance(action, str) else repr(action))}'. Reply with "
-                "exactly one of: move up, move down, move left, move right. You did not move. "
-                + self._describe()
+                "exactly one of: move up, move down, move left, move right. You did not move. " + self._describe()
             )
             terminated = spec.invalid_action.mode == "terminate"
         else:
@@ -290,9 +285,7 @@ class MazeEnv(Env):
             terminated = target == layout.goal
             reward = 0.0 if terminated else -1.0
             if info["hit_wall"]:
-                text = (
-                    f"You tried to move {direction} but hit a wall, so you did not move. " + self._describe()
-                )
+                text = f"You tried to move {direction} but hit a wall, so you did not move. " + self._describe()
             elif terminated:
                 self._pos = target
                 text = f"You moved {direction} and reached the goal!"

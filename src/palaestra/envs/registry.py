@@ -62,9 +62,7 @@ def spec(id: str) -> EnvSpec:
     try:
         return _REGISTRY[id]
     except KeyError:
-        raise UnknownSpecError(
-            "environment", id, _REGISTRY, hint="List them with `palaestra envs`."
-        ) from None
+        raise UnknownSpecError("environment", id, _REGISTRY, hint="List them with `palaestra envs`.") from None
 
 
 def registered() -> dict[str, EnvSpec]:

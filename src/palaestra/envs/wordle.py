@@ -139,9 +139,7 @@ def pattern_codes(guesses: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """
     shape = (len(guesses), len(targets))
     # eq[i][j]: guess letter i equals target letter j. Separate 2-D arrays keep every operation contiguous.
-    eq = [
-        [guesses[:, i, None] == targets[None, :, j] for j in range(WORD_LENGTH)] for i in range(WORD_LENGTH)
-    ]
+    eq = [[guesses[:, i, None] == targets[None, :, j] for j in range(WORD_LENGTH)] for i in range(WORD_LENGTH)]
     not_green = [~eq[i][i] for i in range(WORD_LENGTH)]
     codes = np.zeros(shape, dtype=np.uint8)  # the largest code, 242, fits
     for i in range(WORD_LENGTH):
@@ -286,9 +284,7 @@ class WordleEnv(Env):
         if answer is None:
             answer = rng.choice(answer_pool(self._split_of(seed)))
         elif answer not in _vocabulary_set():
-            raise EnvError(
-                f"answer {answer!r} is not in the Wordle vocabulary; pass a lower-case listed word"
-            )
+            raise EnvError(f"answer {answer!r} is not in the Wordle vocabulary; pass a lower-case listed word")
         self._answer, self._history, self._turns = answer, [], 0
         self._started, self._done = True, False
         text = f"Guess the hidden 5-letter word. You have {self._guesses_left()} guesses."

@@ -43,9 +43,12 @@ try:
         StoppingCriteriaList,
     )
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise MissingDependencyError(
-        "the local model backend", "pip install torch==2.13.0 'palaestra[local]'"
-    ) from exc
+    raise MissingDependencyError("the local model backend", "pip install torch==2.13.0 'palaestra[local]'") from exc
+
+from transformers.utils import logging as _hf_logging
+
+# Loading a 135M model takes a second: transformers' per-load progress bar would only clutter the CLI.
+_hf_logging.disable_progress_bar()
 
 
 @dataclass
@@ -98,9 +101,7 @@ class _RowSampler(LogitsProcessor):
     def __init__(self, requests: Sequence[ChatRequest], device: torch.device) -> None:
         self.sampled = [i for i, r in enumerate(requests) if r.sampling.temperature > 0]
         self.rows = torch.tensor(self.sampled, dtype=torch.long, device=device)
-        self.temperature = torch.tensor(
-            [[requests[i].sampling.temperature] for i in self.sampled], device=device
-        )
+        self.temperature = torch.tensor([[requests[i].sampling.temperature] for i in self.sampled], device=device)
         self.top_p = torch.tensor([requests[i].sampling.top_p for i in self.sampled], device=device)
         self.rngs = []
         for i in self.sampled:
@@ -125,9 +126,7 @@ class _RowSampler(LogitsProcessor):
         return scores
 
 
-def _sample(
-    logp: torch.Tensor, top_p: torch.Tensor, uniform: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample(logp: torch.Tensor, top_p: torch.Tensor, uniform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw one token per row by inverse CDF; return the tokens and their log-probabilities.
 
     Args:
@@ -175,9 +174,7 @@ def _sample(
 class _RowStopper(StoppingCriteria):
     """Per-row end of generation: end-of-turn token, a stop string, or the row's own ``max_tokens``."""
 
-    def __init__(
-        self, requests: Sequence[ChatRequest], prompt_width: int, eos_ids: set[int], tokenizer: Any
-    ) -> None:
+    def __init__(self, requests: Sequence[ChatRequest], prompt_width: int, eos_ids: set[int], tokenizer: Any) -> None:
         self.prompt_width = prompt_width
         self.max_tokens = [r.sampling.max_tokens for r in requests]
         self.stops = [tuple(s for s in r.sampling.stop if s) for r in requests]

@@ -199,8 +199,7 @@ class OpenAIModel:
                     continue
                 else:
                     raise ModelError(
-                        f"{self.spec}: the server rejected the request (HTTP {status}): {message}. "
-                        f"{_hint(status)}"
+                        f"{self.spec}: the server rejected the request (HTTP {status}): {message}. {_hint(status)}"
                     )
             if retry >= self.max_retries:
                 raise ModelError(

@@ -85,9 +85,7 @@ async def evaluate(
 
         model, own_model = make_model(config.model), True
     try:
-        plan = {
-            env.spec.id: env.spec.seeds(config.split, config.episodes, offset=config.seed) for env in envs
-        }
+        plan = {env.spec.id: env.spec.seeds(config.split, config.episodes, offset=config.seed) for env in envs}
         jobs: list[EpisodeJob] = []
         run_ids: list[str] = []
         for env in envs:
@@ -132,9 +130,7 @@ async def resume(
     runs = [store.get_run(r) for r in run_ids]
     model_specs = {r.model_spec for r in runs if r.model_spec}
     if len(model_specs) > 1:
-        raise SpecError(
-            f"runs use different models ({', '.join(sorted(model_specs))}); resume them separately"
-        )
+        raise SpecError(f"runs use different models ({', '.join(sorted(model_specs))}); resume them separately")
     own_model = False
     if model_specs and model is None:
         from palaestra.models import make_model
@@ -142,12 +138,7 @@ async def resume(
         model, own_model = make_model(next(iter(model_specs))), True
     try:
         for run in runs:
-            if (
-                run.model_spec
-                and run.weights_hash
-                and model is not None
-                and model.weights_hash != run.weights_hash
-            ):
+            if run.model_spec and run.weights_hash and model is not None and model.weights_hash != run.weights_hash:
                 raise StoreError(
                     f"run {run.id} was played with weights {run.weights_hash} but {run.model_spec} now has "
                     f"{model.weights_hash}; resuming would mix models. Start a new run instead."

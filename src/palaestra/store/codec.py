@@ -59,9 +59,7 @@ def _call_dict(call: Completion, *, with_tokens: bool) -> dict[str, Any]:
     }
     if with_tokens:
         data["prompt_token_ids"] = None if call.prompt_token_ids is None else list(call.prompt_token_ids)
-        data["completion_token_ids"] = (
-            None if call.completion_token_ids is None else list(call.completion_token_ids)
-        )
+        data["completion_token_ids"] = None if call.completion_token_ids is None else list(call.completion_token_ids)
         data["logprobs"] = None if call.logprobs is None else list(call.logprobs)
     return data
 
@@ -99,9 +97,7 @@ def turn_row(episode_id: int, index: int, turn: Turn, seed: int) -> dict[str, An
         "latency_s": float(sum(c.latency_s for c in calls)),
         "cached": bool(calls) and all(c.cached for c in calls),
         # The final call's token arrays live in the columns above, so its entry here omits them.
-        "calls": dumps(
-            [_call_dict(c, with_tokens=i < len(calls) - 1) for i, c in enumerate(calls)], f"{where} calls"
-        )
+        "calls": dumps([_call_dict(c, with_tokens=i < len(calls) - 1) for i, c in enumerate(calls)], f"{where} calls")
         if calls
         else None,
     }

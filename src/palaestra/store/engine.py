@@ -99,9 +99,7 @@ def _sqlite_engine(target: Target, *, readonly: bool, busy_timeout: float) -> En
                 isolation_level=None,
             )
         else:
-            conn = sqlite3.connect(
-                str(path), timeout=busy_timeout, check_same_thread=False, isolation_level=None
-            )
+            conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA foreign_keys=ON")
         if not readonly and not target.memory:
             # Persistent in the file (a no-op once set); SQLite only accepts it outside a transaction.
@@ -152,11 +150,7 @@ def make_engine(target: Target, *, readonly: bool, busy_timeout: float) -> Engin
 
 def _frozen(path: Path) -> bool:
     """True when the database's directory cannot be written and it has no -wal or -shm file."""
-    return (
-        not os.access(path.parent, os.W_OK)
-        and not Path(f"{path}-wal").exists()
-        and not Path(f"{path}-shm").exists()
-    )
+    return not os.access(path.parent, os.W_OK) and not Path(f"{path}-wal").exists() and not Path(f"{path}-shm").exists()
 
 
 def check_sqlite_file(target: Target, *, readonly: bool) -> None:
@@ -227,9 +221,7 @@ def translate(error: exc.DBAPIError, target: Target, busy_timeout: float) -> Sto
             return StoreError(f"the disk holding {target.display} is full ({orig}); free space and retry.")
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate == "25006":
-        return StoreError(
-            _readonly_message(target, "the session is read-only (default_transaction_read_only is on)")
-        )
+        return StoreError(_readonly_message(target, "the session is read-only (default_transaction_read_only is on)"))
     if sqlstate == "42501":
         return StoreError(
             f"the database user may not do this on {target.display}: {orig}. Grant the user the needed "

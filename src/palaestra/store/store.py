@@ -315,9 +315,7 @@ class Store:
             raise StoreError(f"unknown run status {status!r}; use one of {', '.join(RUN_STATUSES)}")
         finished = None if status == "running" else time.time()
         with self._write() as conn:
-            result = conn.execute(
-                update(runs).where(runs.c.id == run_id).values(status=status, finished_at=finished)
-            )
+            result = conn.execute(update(runs).where(runs.c.id == run_id).values(status=status, finished_at=finished))
             if result.rowcount == 0:
                 raise UnknownRunError(f"no run with id {run_id!r} in {self.url}. {_LIST_HINT}")
 
@@ -408,9 +406,7 @@ class Store:
                     f"for {run.env_id!r}; record it into a run of its own environment"
                 )
             where = (episodes.c.run_id == run_id) & (episodes.c.seed == episode.seed)
-            old = conn.execute(
-                select(episodes.c.id, episodes.c.status, episodes.c.attempts).where(where)
-            ).first()
+            old = conn.execute(select(episodes.c.id, episodes.c.status, episodes.c.attempts).where(where)).first()
             if old is not None and old.status == "ok":
                 raise StoreError(
                     f"run {run_id} already has an ok episode for seed {episode.seed}; recording it again "

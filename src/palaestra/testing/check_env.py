@@ -153,9 +153,7 @@ class _Checker:
         try:
             again = EnvSpec.from_json(spec.to_json())
         except (TypeError, ValueError) as exc:
-            raise self.fail(
-                "spec", f"spec does not serialise to JSON ({exc}); keep kwargs JSON-able"
-            ) from exc
+            raise self.fail("spec", f"spec does not serialise to JSON ({exc}); keep kwargs JSON-able") from exc
         if again != spec:
             raise self.fail(
                 "spec",
@@ -167,8 +165,7 @@ class _Checker:
         if not lo <= spec.invalid_action.penalty <= hi:
             raise self.fail(
                 "spec",
-                f"invalid-action penalty {spec.invalid_action.penalty} is outside "
-                f"reward_range {spec.reward_range}",
+                f"invalid-action penalty {spec.invalid_action.penalty} is outside reward_range {spec.reward_range}",
             )
         if spec.max_turns < 1:
             raise self.fail("spec", f"max_turns is {spec.max_turns}; it must be at least 1")
@@ -179,9 +176,7 @@ class _Checker:
     def _default_driver(self) -> Driver:
         policies = self.env.scripted_policies()
         if not policies:
-            raise self.fail(
-                "spec", "the environment has no scripted policies; pass check_env(..., driver=...)"
-            )
+            raise self.fail("spec", "the environment has no scripted policies; pass check_env(..., driver=...)")
         names = sorted(policies)
         garbage = self.invalid_actions
 
@@ -191,9 +186,7 @@ class _Checker:
             name = rng.choice(names)
             action = policies[name](env, rng)
             if not isinstance(action, str):
-                raise self.fail(
-                    "types", f"scripted policy {name!r} returned {type(action).__name__}, not str"
-                )
+                raise self.fail("types", f"scripted policy {name!r} returned {type(action).__name__}, not str")
             return action
 
         return drive
@@ -205,9 +198,7 @@ class _Checker:
         except EnvError:
             return
         except Exception as exc:
-            raise self.fail(
-                "step before reset", f"raised {type(exc).__name__} instead of palaestra EnvError"
-            ) from exc
+            raise self.fail("step before reset", f"raised {type(exc).__name__} instead of palaestra EnvError") from exc
         finally:
             await fresh.close()
         raise self.fail("step before reset", "step() before reset() did not raise EnvError")
@@ -243,13 +234,9 @@ class _Checker:
             )
         limit = self.spec.max_turns
         if turn == limit and not step.done:
-            raise self.fail(
-                "max_turns", f"step {turn} reached max_turns={limit} but the episode did not end", seed
-            )
+            raise self.fail("max_turns", f"step {turn} reached max_turns={limit} but the episode did not end", seed)
         if step.truncated and turn < limit:
-            raise self.fail(
-                "max_turns", f"truncated at step {turn}, before max_turns={limit}; use terminated", seed
-            )
+            raise self.fail("max_turns", f"truncated at step {turn}, before max_turns={limit}; use terminated", seed)
         if step.done:
             success = step.info.get("success")
             if not isinstance(success, bool):
@@ -282,9 +269,7 @@ class _Checker:
         steps: list[Step] = []
         while not (steps and steps[-1].done):
             if len(steps) >= self.spec.max_turns:
-                raise self.fail(
-                    "max_turns", f"episode still running after max_turns={self.spec.max_turns} steps", seed
-                )
+                raise self.fail("max_turns", f"episode still running after max_turns={self.spec.max_turns} steps", seed)
             action = self.driver(self.env, rng)
             actions.append(action)
             step = await self._step(self.env, action, seed, len(steps) + 1)
@@ -295,9 +280,7 @@ class _Checker:
     async def _replay(self, env: Env, actions: Sequence[str], seed: int, start: int = 0) -> list[Step]:
         return [await self._step(env, a, seed, start + i + 1) for i, a in enumerate(actions)]
 
-    def _compare(
-        self, check: str, expected: Sequence[Step], got: Sequence[Step], seed: int, offset: int = 0
-    ) -> None:
+    def _compare(self, check: str, expected: Sequence[Step], got: Sequence[Step], seed: int, offset: int = 0) -> None:
         for i, (a, b) in enumerate(zip(expected, got, strict=True)):
             if not _same_step(a, b):
                 raise self.fail(check, f"step {offset + i + 1} differs: {a!r} != {b!r}", seed)
@@ -326,13 +309,9 @@ class _Checker:
         clone = self.env.copy()
         if clone is self.env:
             raise self.fail("copy independence", "copy() returned the environment itself", seed)
-        self._compare(
-            "copy independence", steps[k:], await self._replay(clone, actions[k:], seed, k), seed, k
-        )
+        self._compare("copy independence", steps[k:], await self._replay(clone, actions[k:], seed, k), seed, k)
         # The clone has now run to the end; the original must be exactly where it was.
-        self._compare(
-            "copy independence", steps[k:], await self._replay(self.env, actions[k:], seed, k), seed, k
-        )
+        self._compare("copy independence", steps[k:], await self._replay(self.env, actions[k:], seed, k), seed, k)
 
     async def _check_invalid(self, seed: int) -> None:
         rule = self.spec.invalid_action
@@ -346,9 +325,7 @@ class _Checker:
                 ) from exc
             step = self._check_types(step, seed, f"step({_short(garbage)})")
             if step.info["invalid_action"] is not True:
-                raise self.fail(
-                    "invalid action", f'step({_short(garbage)}) not flagged info["invalid_action"]', seed
-                )
+                raise self.fail("invalid action", f'step({_short(garbage)}) not flagged info["invalid_action"]', seed)
             if step.reward != rule.penalty:
                 raise self.fail(
                     "invalid action",
