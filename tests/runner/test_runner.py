@@ -40,7 +40,7 @@ async def test_unparseable_model_output_is_an_invalid_action_not_a_crash():
 
 async def test_prompt_agent_records_exact_tokens_and_sees_its_own_replies():
     env = make("maze-fo-v0", max_turns=3)
-    model = ScriptedModel(["move up", "Hmm.\nAction: move left", "move down"])
+    model = ScriptedModel(["move up", "Hmm.\nAction: move left", "move down"], honor_max_tokens=False)
     episode = await run_episode(env, PromptAgent(model), seed=11_001)
     assert [t.action.text for t in episode.turns] == ["move up", "move left", "move down"]
     second = episode.turns[1].action
