@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.palaestra-installed
 # drags in another (CUDA) build.
 PIP    := $(BIN)/pip install --quiet -c constraints.txt
 
-DEMO_EPISODES ?= 10
+DEMO_EPISODES ?= 6
 DEMO_DB ?= palaestra.db
 
 .PHONY: setup demo test lint bench clean
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/palaestra eval maze-fo-v0 maze-po-v0 wordle-v0 \
+	$(BIN)/palaestra eval maze-fo-v0 wordle-v0 \
 		--agent prompt --agent optimal --agent random \
 		--model smollm2-135m --episodes $(DEMO_EPISODES) --split test --db $(DEMO_DB)
 
@@ -40,6 +40,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_steps.py
 	$(BIN)/python benchmarks/rollout_throughput.py
+	$(BIN)/python benchmarks/prompt_validity.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

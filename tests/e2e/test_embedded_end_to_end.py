@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from palaestra.agents import PromptAgent
+from palaestra.agents import PromptAgent, PromptConfig
+from palaestra.agents.prompt import demonstrations
 from palaestra.envs import make
 from palaestra.runner import EvalConfig, evaluate
 from palaestra.store import Store
@@ -44,7 +45,8 @@ async def test_prompt_agent_plays_maze_and_wordle_with_exact_tokens_stored(local
                 assert isinstance(turn.step.info["invalid_action"], bool)
             # the first prompt is exactly the chat template applied to what the agent was shown
             first = episode.turns[0].action.calls[0]
-            messages = PromptAgent(local_model).messages(env, [], episode.first_observation)
+            shots = await demonstrations(env, PromptConfig().shots)
+            messages = PromptAgent(local_model).messages(env, [], episode.first_observation, shots)
             expected = tokenizer.apply_chat_template(
                 [{"role": m.role, "content": m.content} for m in messages], add_generation_prompt=True, tokenize=True
             )

@@ -130,3 +130,33 @@ def test_weights_hash_is_the_sha256_of_the_weights_file(local_model: Any) -> Non
     from palaestra.models.embedded import sha256_file
 
     assert local_model.weights_hash == "sha256:" + sha256_file(local_model.path / "model.safetensors")
+
+
+async def test_shared_prompt_prefix_is_computed_once_and_changes_nothing(embedded_dir: Any) -> None:
+    from palaestra.models.local import LocalModel
+
+    system = "You play a word game. " * 12  # a long shared system message, as environments' instructions are
+    requests = [
+        ChatRequest(
+            (Message("system", system), Message("user", f"Say the number {n} in words.")), SamplingParams(max_tokens=8)
+        )
+        for n in range(6)
+    ]
+    cached = LocalModel(embedded_dir, spec="smollm2-135m")
+    plain = LocalModel(embedded_dir, spec="smollm2-135m", prefix_cache=False)
+    try:
+        with_cache = await asyncio.gather(*[cached.generate(r) for r in requests])
+        without = await asyncio.gather(*[plain.generate(r) for r in requests])
+        assert cached.stats.prefix_hits == 6 and plain.stats.prefix_hits == 0
+        shared = len(cached.prompt_token_ids(requests[0])) - 12  # at least the system message is shared
+        assert cached.stats.cached_prompt_tokens >= 6 * (shared - 20)
+        for a, b in zip(with_cache, without, strict=True):
+            assert a.completion_token_ids == b.completion_token_ids and a.text == b.text
+            assert a.prompt_token_ids == b.prompt_token_ids  # the record is the whole prompt either way
+            assert a.logprobs == pytest.approx(b.logprobs, abs=1e-3)
+        # a lone request later (the next turn, say) reuses the cached prefix
+        again = await cached.generate(requests[3])
+        assert cached.stats.prefix_hits == 7 and again.completion_token_ids == with_cache[3].completion_token_ids
+    finally:
+        await cached.close()
+        await plain.close()

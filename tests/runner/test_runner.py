@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from palaestra.agents import PromptAgent, ScriptedAgent
+from palaestra.agents import PromptAgent, PromptConfig, ScriptedAgent
 from palaestra.core.types import ChatRequest, Completion
 from palaestra.envs import make
 from palaestra.models.scripted import ScriptedModel
@@ -41,7 +41,7 @@ async def test_unparseable_model_output_is_an_invalid_action_not_a_crash():
 async def test_prompt_agent_records_exact_tokens_and_sees_its_own_replies():
     env = make("maze-fo-v0", max_turns=3)
     model = ScriptedModel(["move up", "Hmm.\nAction: move left", "move down"], honor_max_tokens=False)
-    episode = await run_episode(env, PromptAgent(model), seed=11_001)
+    episode = await run_episode(env, PromptAgent(model, PromptConfig(shots=0)), seed=11_001)
     assert [t.action.text for t in episode.turns] == ["move up", "move left", "move down"]
     second = episode.turns[1].action
     assert second.raw == "Hmm.\nAction: move left"
@@ -54,6 +54,21 @@ async def test_prompt_agent_records_exact_tokens_and_sees_its_own_replies():
         "Hmm.\nAction: move left",
     ]
     assert episode.usage.completion_tokens == sum(len(t.action.raw.encode()) for t in episode.turns)
+
+
+async def test_demonstrations_come_from_the_train_split_and_precede_the_episode():
+    env = make("maze-fo-v0", max_turns=2)
+    model = ScriptedModel(["move up"])
+    episode = await run_episode(env, PromptAgent(model, PromptConfig(shots=2)), seed=11_003)
+    first = model.requests[0].messages
+    assert [m.role for m in first] == ["system", "user", "assistant", "user", "assistant", "user"]
+    # the demonstrations are the optimal policy on the first train seeds, not the evaluated test seed
+    demo_env = make("maze-fo-v0")
+    start = await demo_env.reset(seed=0)
+    assert first[1].content == start.observation
+    assert first[2].content == demo_env.scripted_policies()["optimal"](demo_env, None)
+    assert first[-1].content == episode.first_observation != start.observation
+    assert all(m.content != episode.first_observation for m in first[1:-1])
 
 
 async def test_model_failure_makes_an_error_episode():

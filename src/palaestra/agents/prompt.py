@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,12 +47,23 @@ class PromptConfig:
     # How many past turns the prompt keeps (the system message is always kept). On a CPU the prompt is
     # most of the cost (prefill runs at about 1,000 tokens/s on 2 cores), so the default stays short.
     history: int = 2
+    # Demonstration turns before the episode: the environment's optimal policy playing the first seeds of
+    # the train split (never an evaluated seed). Zero-shot, SmolLM2-135M echoes the observation instead of
+    # acting on every maze seed tried; with two demonstrations its first replies are valid actions.
+    shots: int = 2
 
     @classmethod
     def parse(cls, options: str) -> PromptConfig:
         """Parse ``key=value,key=value``; unknown keys or bad values raise ``SpecError``."""
         values: dict[str, object] = {}
-        types = {"template": str, "temperature": float, "top_p": float, "max_tokens": int, "history": int}
+        types = {
+            "template": str,
+            "temperature": float,
+            "top_p": float,
+            "max_tokens": int,
+            "history": int,
+            "shots": int,
+        }
         for item in filter(None, (part.strip() for part in options.split(","))):
             key, sep, value = item.partition("=")
             if not sep or key not in types:
@@ -84,6 +96,40 @@ def load_template(name: str) -> jinja2.Template:
     return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False).from_string(text)
 
 
+_DEMONSTRATIONS: dict[tuple[str, int], tuple[Message, ...]] = {}
+
+
+async def demonstrations(env: Env, shots: int) -> tuple[Message, ...]:
+    """``shots`` user/assistant turns of the environment's ``optimal`` policy on the first train seeds.
+
+    Computed once per process for each environment spec; an environment without an ``optimal`` policy
+    cannot give demonstrations (a ``SpecError`` says to use ``shots=0``).
+    """
+    if shots <= 0:
+        return ()
+    key = (env.spec.to_json(), shots)
+    if key not in _DEMONSTRATIONS:
+        policy = env.scripted_policies().get("optimal")
+        if policy is None:
+            raise SpecError(f"{env.spec.id} has no optimal policy to demonstrate; use 'prompt:shots=0'")
+        from palaestra.envs.registry import make_from_spec
+
+        demo_env = make_from_spec(env.spec)
+        rng = random.Random(0)
+        messages: list[Message] = []
+        seed = env.spec.splits["train"][0]
+        while len(messages) < 2 * shots:  # an episode may end before enough turns: go on with the next seed
+            step = await demo_env.reset(seed=seed)
+            while not step.done and len(messages) < 2 * shots:
+                action = policy(demo_env, rng)
+                messages += [Message("user", step.observation), Message("assistant", action)]
+                step = await demo_env.step(action)
+            seed += 1
+        await demo_env.close()
+        _DEMONSTRATIONS[key] = tuple(messages)
+    return _DEMONSTRATIONS[key]
+
+
 class PromptAgent:
     """A model prompted with the environment's instructions and the recent history of the episode.
 
@@ -97,9 +143,11 @@ class PromptAgent:
         self._seed = seed
         self._template = load_template(self.config.template)
 
-    def messages(self, env: Env, history: Sequence[Turn], observation: str) -> tuple[Message, ...]:
+    def messages(
+        self, env: Env, history: Sequence[Turn], observation: str, shots: Sequence[Message] = ()
+    ) -> tuple[Message, ...]:
         system = self._template.render(instructions=env.instructions, env_id=env.spec.id).strip()
-        out = [Message("system", system)]
+        out = [Message("system", system), *shots]
         recent = history[-self.config.history :] if self.config.history > 0 else []
         for turn in recent:
             out.append(Message("user", turn.observation))
@@ -114,7 +162,9 @@ class PromptAgent:
             max_tokens=self.config.max_tokens,
             seed=self._seed * 1000 + len(history) if self.config.temperature > 0 else None,
         )
-        completion = await self.model.generate(ChatRequest(self.messages(env, history, observation), sampling))
+        shots = await demonstrations(env, self.config.shots)
+        request = ChatRequest(self.messages(env, history, observation, shots), sampling)
+        completion = await self.model.generate(request)
         action = extract_action(completion.text)
         if action is None:
             return Action(text=completion.text, raw=completion.text, parsed=False, calls=(completion,))

@@ -14,12 +14,14 @@ instead of keeping every step's full-vocabulary scores).
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import hashlib
 import random
 import secrets
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ try:
     from transformers import (
         AutoModelForCausalLM,
         AutoTokenizer,
+        DynamicCache,
         GenerationConfig,
         LogitsProcessor,
         LogitsProcessorList,
@@ -51,6 +54,14 @@ from transformers.utils import logging as _hf_logging
 _hf_logging.disable_progress_bar()
 
 
+# Automatic prefix caching. Every prompt of one environment starts with the same system message and
+# demonstrations (a few hundred tokens); on a CPU, reading the prompt (prefill) is most of a turn's cost,
+# so those tokens are computed once and reused by every row and turn that shares them.
+MIN_PREFIX = 32  # shorter shared prefixes are not worth a separate pass
+MAX_PREFIXES = 8  # cached prefixes kept (least recently used dropped); ~46 kB per token for SmolLM2-135M
+RECENT_PROMPTS = 16  # recent prompts a lone request is compared with, to find a prefix worth caching
+
+
 @dataclass
 class BatchStats:
     """What the batching worker has done, for tests and benchmarks."""
@@ -62,6 +73,9 @@ class BatchStats:
     completion_tokens: int = 0
     generate_s: float = 0.0  # time spent inside model.generate
     failed_batches: int = 0
+    generate_calls: int = 0  # model.generate runs: one per batch, or one per prefix group in a batch
+    prefix_hits: int = 0  # rows whose shared prompt prefix came from the prefix cache
+    cached_prompt_tokens: int = 0  # prompt tokens those rows did not have to compute again
 
 
 @dataclass
@@ -87,6 +101,15 @@ def weights_hash(model_dir: Path) -> str:
         return "sha256:" + sha256_file(files[0])
     lines = "".join(f"{sha256_file(f)}  {f.name}\n" for f in files)
     return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+
+def _common_length(a: Sequence[int], b: Sequence[int], bound: int) -> int:
+    """How many leading tokens ``a`` and ``b`` share, at most ``bound``."""
+    n = 0
+    bound = min(bound, len(a), len(b))
+    while n < bound and a[n] == b[n]:
+        n += 1
+    return n
 
 
 class _RowSampler(LogitsProcessor):
@@ -216,6 +239,8 @@ class LocalModel:
         dtype: torch dtype or its name (``"float32"``, ``"bfloat16"``); default: as stored.
         max_batch_size: most requests in one ``generate`` batch.
         batch_wait_s: how long the worker waits for more requests after the first one arrives.
+        prefix_cache: compute a prompt prefix shared by several requests (an environment's instructions and
+            demonstrations) once and reuse its keys and values; the output is the same, the prompt cost less.
         spec: the spec recorded with runs; default ``local:<absolute path>``.
     """
 
@@ -227,6 +252,7 @@ class LocalModel:
         dtype: str | torch.dtype | None = None,
         max_batch_size: int = 32,
         batch_wait_s: float = 0.01,
+        prefix_cache: bool = True,
         spec: str | None = None,
     ) -> None:
         if max_batch_size < 1:
@@ -236,6 +262,7 @@ class LocalModel:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
+        self.prefix_cache = prefix_cache
         self.stats = BatchStats()
         # Any: transformers' annotations of the auto classes do not describe what they return.
         self.tokenizer: Any
@@ -272,6 +299,8 @@ class LocalModel:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
+        self._prefixes: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # prompt prefix -> its KV cache
+        self._recent: deque[tuple[int, ...]] = deque(maxlen=RECENT_PROMPTS)
 
     @classmethod
     def embedded(cls, **options: Any) -> LocalModel:
@@ -367,15 +396,90 @@ class LocalModel:
                     p.future.set_result(dataclasses.replace(completion, latency_s=now - p.enqueued))
 
     def _generate_batch(self, batch: Sequence[_Pending]) -> list[Completion]:
-        """Run one left-padded ``generate`` over the batch (in the worker thread)."""
+        """Generate for a batch (in the worker thread): rows that share a long prompt prefix (the same
+        instructions and demonstrations, as every turn of one environment has) are generated together on
+        top of that prefix's cached keys and values; the others in one plain left-padded batch."""
+        self.stats.batches += 1
+        self.stats.requests += len(batch)
+        self.stats.max_batch_size = max(self.stats.max_batch_size, len(batch))
+        by_start: dict[tuple[int, ...], list[int]] = {}
+        for row, p in enumerate(batch):
+            by_start.setdefault(tuple(p.prompt_ids[:MIN_PREFIX]), []).append(row)
+        groups: list[tuple[list[int], tuple[int, ...]]] = []
+        plain: list[int] = []  # rows with no worthwhile shared prefix: one ordinary left-padded batch
+        for rows in by_start.values():
+            prefix = self._shared_prefix([batch[r].prompt_ids for r in rows])
+            if prefix:
+                groups.append((rows, prefix))
+            else:
+                plain += rows
+        if plain:
+            groups.append((plain, ()))
+        results: dict[int, Completion] = {}
+        for rows, prefix in groups:
+            completions = self._generate_group([batch[r] for r in rows], prefix)
+            results.update(zip(rows, completions, strict=True))
+        return [results[row] for row in range(len(batch))]
+
+    def _shared_prefix(self, prompts: Sequence[list[int]]) -> tuple[int, ...]:
+        """The prompt prefix worth caching for these rows (empty when shorter than MIN_PREFIX).
+
+        Several rows: their common prefix. A lone row: the longest cached prefix it starts with, else the
+        longest prefix it shares with a recent prompt (the previous turn of the same episode, say).
+        """
+        if not self.prefix_cache:
+            return ()
+        first = prompts[0]
+        limit = min(len(p) for p in prompts) - 1  # generate needs at least one uncached token per row
+        if len(prompts) > 1:
+            best = min(_common_length(first, other, limit) for other in prompts[1:])
+        else:
+            cached = [len(k) for k in self._prefixes if _common_length(first, k, limit) == len(k)]
+            recent = (_common_length(first, r, limit) for r in self._recent)
+            best = max(cached) if cached else max(recent, default=0)
+            self._recent.append(tuple(first))
+        return tuple(first[:best]) if best >= MIN_PREFIX else ()
+
+    def _prefix_cache(self, prefix: tuple[int, ...]) -> Any:
+        """Keys and values of ``prefix`` (batch of one), kept in a small LRU. A new prefix extends the
+        longest cached one it starts with, so a slightly longer prefix costs only its extra tokens."""
+        cache = self._prefixes.get(prefix)
+        if cache is not None:
+            self._prefixes.move_to_end(prefix)
+            return cache
+        bases = [k for k in self._prefixes if len(k) < len(prefix) and prefix[: len(k)] == k]
+        base = max(bases, key=len, default=())
+        cache = copy.deepcopy(self._prefixes[base]) if base else DynamicCache(config=self.model.config)
+        with torch.inference_mode():
+            rest = torch.tensor([prefix[len(base) :]], device=self.device)
+            self.model(input_ids=rest, past_key_values=cache, use_cache=True)
+        self._prefixes[prefix] = cache
+        while len(self._prefixes) > MAX_PREFIXES:
+            self._prefixes.popitem(last=False)
+        return cache
+
+    def _generate_group(self, batch: Sequence[_Pending], prefix: tuple[int, ...]) -> list[Completion]:
         requests = [p.request for p in batch]
-        width = max(len(p.prompt_ids) for p in batch)
+        shared = len(prefix)
+        # Rows are [shared prefix | padding | own suffix]: padding sits between the two, so the prefix keeps
+        # positions 0..shared-1 in every row (positions come from the attention mask's running sum).
+        suffix_width = max(len(p.prompt_ids) - shared for p in batch)
+        width = shared + suffix_width
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
         for row, p in enumerate(batch):
-            n = len(p.prompt_ids)
-            input_ids[row, width - n :] = torch.tensor(p.prompt_ids, dtype=torch.long)
+            n = len(p.prompt_ids) - shared
+            input_ids[row, :shared] = torch.tensor(prefix, dtype=torch.long)
+            attention[row, :shared] = 1
+            input_ids[row, width - n :] = torch.tensor(p.prompt_ids[shared:], dtype=torch.long)
             attention[row, width - n :] = 1
+        extra: dict[str, Any] = {}
+        if shared:
+            cache = copy.deepcopy(self._prefix_cache(prefix))
+            cache.batch_repeat_interleave(len(batch))
+            extra["past_key_values"] = cache
+            self.stats.prefix_hits += len(batch)
+            self.stats.cached_prompt_tokens += shared * len(batch)
         sampler = _RowSampler(requests, self.device)
         stopper = _RowStopper(requests, width, self.eos_ids, self.tokenizer)
         # The request alone decides decoding: neutralise distribution-changing defaults a model may ship in
@@ -398,6 +502,7 @@ class LocalModel:
                 generation_config=config,
                 logits_processor=LogitsProcessorList([sampler]),
                 stopping_criteria=StoppingCriteriaList([stopper]),
+                **extra,
             )
         elapsed = time.perf_counter() - started
         generated = sequences[:, width:].tolist()
@@ -422,9 +527,7 @@ class LocalModel:
                 )
             )
         stats = self.stats
-        stats.batches += 1
-        stats.requests += len(batch)
-        stats.max_batch_size = max(stats.max_batch_size, len(batch))
+        stats.generate_calls += 1
         stats.prompt_tokens += sum(len(p.prompt_ids) for p in batch)
         stats.completion_tokens += sum(stopper.length)
         stats.generate_s += elapsed
