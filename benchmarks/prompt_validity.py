@@ -19,7 +19,7 @@ import torch
 from palaestra.agents import PromptAgent, PromptConfig
 from palaestra.agents.prompt import demonstrations
 from palaestra.envs import make
-from palaestra.models.local import LocalModel
+from palaestra.models.local import LocalModel, pad_prompts
 
 
 async def first_moves(model: LocalModel, env_id: str, shots: int, seeds: list[int]) -> tuple[int, list[list[int]]]:
@@ -36,12 +36,7 @@ async def first_moves(model: LocalModel, env_id: str, shots: int, seeds: list[in
 
 
 def timed_generate(model: LocalModel, prompts: list[list[int]], new_tokens: int) -> float:
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), model.pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, p in enumerate(prompts):
-        ids[row, width - len(p) :] = torch.tensor(p)
-        mask[row, width - len(p) :] = 1
+    ids, mask = pad_prompts(prompts, model.pad_id)
     start = time.perf_counter()
     with torch.inference_mode():
         model.model.generate(

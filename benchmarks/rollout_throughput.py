@@ -31,7 +31,7 @@ import torch
 from transformers import GenerationConfig
 
 from palaestra.agents import PromptConfig
-from palaestra.models.local import LocalModel
+from palaestra.models.local import LocalModel, pad_prompts
 from palaestra.runner import EvalConfig, evaluate
 from palaestra.store import Store
 
@@ -73,12 +73,8 @@ def raw_tokens_per_s(
     for prompts in prompts_by_turn:
         for i in range(0, len(prompts), 32):
             batch = prompts[i : i + 32]
-            width = max(len(p) for p in batch)
-            ids = torch.full((len(batch), width), model.pad_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, p in enumerate(batch):
-                ids[row, width - len(p) :] = torch.tensor(p)
-                mask[row, width - len(p) :] = 1
+            ids, mask = pad_prompts(batch, model.pad_id)
+            width = ids.shape[1]
             with torch.inference_mode():
                 out = model.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
             for row in out[:, width:]:

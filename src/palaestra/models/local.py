@@ -103,6 +103,25 @@ def weights_hash(model_dir: Path) -> str:
     return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
 
 
+def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, shared: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask for a batch of prompts, padded on the left of each row's own part.
+
+    With ``shared > 0`` (the rows' first ``shared`` tokens are the same) rows are laid out as
+    ``[shared prefix | padding | own tokens]``, so the prefix sits at the same positions in every row and
+    its cached keys and values can be reused; with ``shared == 0`` this is plain left padding.
+    """
+    width = shared + max(len(p) - shared for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        own = len(prompt) - shared
+        input_ids[row, :shared] = torch.tensor(prompt[:shared], dtype=torch.long)
+        attention[row, :shared] = 1
+        input_ids[row, width - own :] = torch.tensor(prompt[shared:], dtype=torch.long)
+        attention[row, width - own :] = 1
+    return input_ids, attention
+
+
 def _common_length(a: Sequence[int], b: Sequence[int], bound: int) -> int:
     """How many leading tokens ``a`` and ``b`` share, at most ``bound``."""
     n = 0
@@ -463,16 +482,8 @@ class LocalModel:
         shared = len(prefix)
         # Rows are [shared prefix | padding | own suffix]: padding sits between the two, so the prefix keeps
         # positions 0..shared-1 in every row (positions come from the attention mask's running sum).
-        suffix_width = max(len(p.prompt_ids) - shared for p in batch)
-        width = shared + suffix_width
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, p in enumerate(batch):
-            n = len(p.prompt_ids) - shared
-            input_ids[row, :shared] = torch.tensor(prefix, dtype=torch.long)
-            attention[row, :shared] = 1
-            input_ids[row, width - n :] = torch.tensor(p.prompt_ids[shared:], dtype=torch.long)
-            attention[row, width - n :] = 1
+        input_ids, attention = pad_prompts([p.prompt_ids for p in batch], self.pad_id, shared)
+        width = input_ids.shape[1]
         extra: dict[str, Any] = {}
         if shared:
             cache = copy.deepcopy(self._prefix_cache(prefix))
