@@ -5,7 +5,8 @@ Usage: python benchmarks/prompt_validity.py [--seeds 8] [--env maze-fo-v0 --env 
 
 For each environment and each ``shots`` setting of the prompt agent, the first turn of ``--seeds`` test
 seeds is played once (greedy) and the environment says whether the action was valid. Then one batch of
-those prompts is timed with a single new token (prefill) and with the agent's full reply budget.
+those prompts is timed with a single new token (prefill) and with the agent's full reply budget, and so is
+each prompt alone: batching speeds up decoding (memory-bound), not prefill (compute-bound).
 """
 
 from __future__ import annotations
@@ -71,8 +72,17 @@ async def main() -> None:
     one = timed_generate(model, last_prompts, 1)
     full = timed_generate(model, last_prompts, reply)
     rows = len(last_prompts)
-    print(f"prefill: {tokens} prompt tokens in a batch of {rows}: {tokens / one:.0f} tokens/s")
-    print(f"decode: {reply - 1} more tokens per row: {rows * (reply - 1) / (full - one):.0f} tokens/s")
+    alone_one = sum(timed_generate(model, [p], 1) for p in last_prompts)
+    alone_full = sum(timed_generate(model, [p], reply) for p in last_prompts)
+    print(
+        f"prefill: {tokens} prompt tokens in a batch of {rows}: {tokens / one:.0f} tokens/s; "
+        f"alone: {tokens / alone_one:.0f}"
+    )
+    decoded = rows * (reply - 1)
+    print(
+        f"decode: {reply - 1} more tokens per row, batch of {rows}: {decoded / (full - one):.0f} tokens/s; "
+        f"alone: {decoded / (alone_full - alone_one):.0f}"
+    )
     await model.close()
 
 
