@@ -45,7 +45,7 @@ class PromptConfig:
     # Replies are actions ("move up", a five-letter word): 16 tokens leave room for a short preamble.
     max_tokens: int = 16
     # How many past turns the prompt keeps (the system message is always kept). On a CPU the prompt is
-    # most of the cost (prefill runs at about 1,000 tokens/s on 2 cores), so the default stays short.
+    # most of the cost (prefill: about 900 tokens/s on 2 cores, benchmarks/prompt_validity.py), so it stays short.
     history: int = 2
     # Demonstration turns before the episode: the environment's optimal policy playing the first seeds of
     # the train split (never an evaluated seed). Zero-shot, SmolLM2-135M echoes the observation instead of
