@@ -104,12 +104,13 @@ async def main() -> None:
     max_tokens = PromptConfig.parse(args.agent.partition(":")[2]).max_tokens  # the agent's reply budget
     with tempfile.TemporaryDirectory() as tmp:
         # a short warm-up so that the first measured batch does not pay for lazy initialisation
-        await evaluate(
-            EvalConfig(envs=(args.env,), agents=(args.agent,), episodes=2, max_turns=1),
-            Store(f"sqlite:///{tmp}/warm.db"),
-            model=model,
-            progress=False,
-        )
+        with Store(f"sqlite:///{tmp}/warm.db") as warm:
+            await evaluate(
+                EvalConfig(envs=(args.env,), agents=(args.agent,), episodes=2, max_turns=1),
+                warm,
+                model=model,
+                progress=False,
+            )
         eval_rate, eval_tokens, prompts = await eval_tokens_per_s(model, config, Path(tmp) / "eval.db")
         raw_rate, raw_tokens = raw_tokens_per_s(model, prompts, max_tokens)
         naive = EvalConfig(
