@@ -1,6 +1,7 @@
 # The two commands of the README. Both set up everything on a fresh machine with only Python 3.11:
 #   make demo   the main job: the embedded SmolLM2 agent against scripted baselines, stored in palaestra.db
 #   make test   the whole test suite (starts its own PostgreSQL and model server processes)
+#   make suite  the LMRL-Gym suite table of the README: the embedded agent and scripted policies, all tasks
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,8 +12,9 @@ PIP    := $(BIN)/pip install --quiet -c constraints.txt
 
 DEMO_EPISODES ?= 6
 DEMO_DB ?= palaestra.db
+SUITE_EPISODES ?= 10
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo suite test lint bench clean
 
 setup: $(STAMP)
 
@@ -29,7 +31,14 @@ demo: $(STAMP)
 		--agent prompt --agent optimal --agent random \
 		--model smollm2-135m --episodes $(DEMO_EPISODES) --split test --db $(DEMO_DB)
 
+suite: $(STAMP)
+	bash scripts/stockfish.sh >/dev/null
+	$(BIN)/palaestra eval --suite lmrl \
+		--agent prompt --agent optimal --agent noisy --agent random \
+		--model smollm2-135m --episodes $(SUITE_EPISODES) --split test --db $(DEMO_DB)
+
 test: $(STAMP)
+	bash scripts/stockfish.sh >/dev/null
 	bash scripts/postgres.sh start
 	PALAESTRA_TEST_PG_URL="$$(bash scripts/postgres.sh url)" $(BIN)/python -m pytest -q
 
@@ -38,6 +47,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	bash scripts/stockfish.sh >/dev/null
 	$(BIN)/python benchmarks/env_steps.py
 	$(BIN)/python benchmarks/rollout_throughput.py
 	$(BIN)/python benchmarks/prompt_validity.py

@@ -67,7 +67,7 @@ async def main() -> None:
             mean_len = sum(len(p) for p in prompts) / len(prompts)
             print(f"{env_id:<12} {shots:>5} {valid:>12} / {len(seeds):<3} {mean_len:>14.0f}")
             last_prompts = prompts
-    reply = PromptConfig().max_tokens
+    reply = PromptConfig().max_tokens or make(env_id).action_tokens
     tokens = sum(len(p) for p in last_prompts)
     one = timed_generate(model, last_prompts, 1)
     full = timed_generate(model, last_prompts, reply)

@@ -124,6 +124,27 @@ def _summaries(store: Any, run_ids: Sequence[str]) -> list[Any]:
     return [summarize_run(store, r) for r in run_ids]
 
 
+def _averages(store: Any, run_ids: Sequence[str]) -> list[Any]:
+    from palaestra.eval import task_averages
+
+    return task_averages(store, run_ids)
+
+
+def averages_table(averages: Sequence[Any]) -> str:
+    """Per agent: the 0-100 normalised score averaged over the tasks it played."""
+    rows = [
+        (
+            a.agent,
+            a.model or "-",
+            a.suite or f"{len(a.tasks)} tasks",
+            fmt_ci(a.score, a.ci, 1),
+            "  ".join(f"{t} {v:.0f}" for t, v in a.task_scores.items()),
+        )
+        for a in averages
+    ]
+    return table(rows, ["agent", "model", "over", "mean score [95% CI]", "per task"])
+
+
 def leaderboard(summaries: Sequence[Any]) -> str:
     rows = [
         (
@@ -159,8 +180,67 @@ def leaderboard(summaries: Sequence[Any]) -> str:
     return table(rows, headers)
 
 
+def parse_env_args(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``[ENV:]KEY=VALUE`` strings to ``{env id or "*": {key: value}}``; values are JSON when they parse
+    (numbers, true/false, null, lists), else plain strings."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, key_value = "*", item
+        head, sep, tail = item.partition(":")
+        if sep and "=" not in head:
+            target, key_value = head, tail
+        key, sep, raw = key_value.partition("=")
+        if not sep or not key.isidentifier():
+            raise click.BadParameter(
+                f"{item!r}: use KEY=VALUE (every environment) or ENV:KEY=VALUE, "
+                "e.g. --env-arg twenty-questions-v0:oracle=smollm2-135m",
+                param_hint="--env-arg",
+            )
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(target, {})[key] = value
+    return out
+
+
+def suite_envs(env_ids: Sequence[str], suites: Sequence[str]) -> tuple[str, ...]:
+    """The environments named directly plus those of each suite, in order, without repeats."""
+    from palaestra.envs.suites import suite
+
+    ids = list(env_ids)
+    for name in suites:
+        ids += suite(name)
+    return tuple(dict.fromkeys(ids))
+
+
+def suite_option(func: F) -> F:
+    from palaestra.envs.suites import SUITES
+
+    return click.option(
+        "--suite",
+        "suites",
+        multiple=True,
+        type=click.Choice(sorted(SUITES)),
+        help="Add every environment of a named suite (lmrl: LMRL-Gym's eight tasks, ten ids).",
+    )(func)
+
+
+def env_arg_option(func: F) -> F:
+    return click.option(
+        "--env-arg",
+        "env_args",
+        multiple=True,
+        metavar="[ENV:]KEY=VALUE",
+        help="Environment constructor argument, repeatable, for every environment or one id, e.g. "
+        "twenty-questions-v0:oracle=smollm2-135m (a model oracle) or chess-v0:elo=1500.",
+    )(func)
+
+
 @main.command(name="eval")
 @click.argument("env_ids", nargs=-1, metavar="ENV...")
+@suite_option
+@env_arg_option
 @click.option(
     "--agent",
     "agents",
@@ -212,6 +292,8 @@ def leaderboard(summaries: Sequence[Any]) -> str:
 @json_option
 def eval_command(
     env_ids: tuple[str, ...],
+    suites: tuple[str, ...],
+    env_args: tuple[str, ...],
     agents: tuple[str, ...],
     model: str,
     episodes: int,
@@ -234,8 +316,10 @@ def eval_command(
     """
     from palaestra.runner import EvalConfig, evaluate, resume
 
+    env_ids = suite_envs(env_ids, suites)
+    env_kwargs = parse_env_args(env_args)
     if not env_ids and not resume_ids:
-        raise click.UsageError("name at least one environment (see `palaestra envs`) or pass --resume RUN")
+        raise click.UsageError("name at least one environment (see `palaestra envs`), a --suite, or pass --resume RUN")
     if env_ids and resume_ids:
         raise click.UsageError("give either environments or --resume, not both")
     store = open_store(db)
@@ -255,6 +339,7 @@ def eval_command(
                 max_turns=max_turns,
                 max_tokens=max_tokens,
                 timeout_s=timeout_s,
+                env_kwargs=env_kwargs,
             )
             coro = evaluate(config, store, progress=progress)
         started = time.time()
@@ -270,15 +355,23 @@ def eval_command(
             )
             sys.exit(130)
         summaries = _summaries(store, result.run_ids)
+        averages = _averages(store, result.run_ids)
         if as_json:
             click.echo(
                 json.dumps(
-                    {"runs": [s.to_dict() for s in summaries], "ok": result.ok, "errors": result.errors},
+                    {
+                        "runs": [s.to_dict() for s in summaries],
+                        "averages": [a.to_dict() for a in averages],
+                        "ok": result.ok,
+                        "errors": result.errors,
+                    },
                     indent=2,
                 )
             )
         else:
             click.echo(leaderboard(summaries))
+            if averages:
+                click.echo("\n" + averages_table(averages))
             if result.errors:
                 click.echo(
                     f"\n{result.errors} episode(s) failed and are left out of the scores; re-play them with "
@@ -333,15 +426,22 @@ def when(timestamp: float | None) -> str:
 @json_option
 def show(run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
     """Summarise runs: success rate and mean return with bootstrap 95% CIs, normalised score, invalid-action
-    rate, turns, tokens and time per episode, and lineage."""
+    rate, turns, tokens and time per episode, and lineage. When an agent's runs cover several tasks (e.g. a
+    whole suite), also its 0-100 score averaged over them."""
     store = open_store(db, readonly=True)
     try:
         summaries = _summaries(store, run_ids)
         runs_ = [store.get_run(s.run_id) for s in summaries]
+        averages = _averages(store, [s.run_id for s in summaries])
         if as_json:
             click.echo(
                 json.dumps(
-                    [{**s.to_dict(), "lineage": r.to_dict()} for s, r in zip(summaries, runs_, strict=True)],
+                    {
+                        "runs": [
+                            {**s.to_dict(), "lineage": r.to_dict()} for s, r in zip(summaries, runs_, strict=True)
+                        ],
+                        "averages": [a.to_dict() for a in averages],
+                    },
                     indent=2,
                     default=str,
                 )
@@ -364,6 +464,10 @@ def show(run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
                 f"  lineage         {r.env_id} v{r.env_version} split={r.config.get('split')} seeds {seed_text}; "
                 f"weights {r.weights_hash or '-'}; palaestra {r.package_version}"
                 + (f" @ {r.git_commit[:10]}" if r.git_commit else "")
+            )
+        if averages:
+            click.echo(
+                "\nnormalised score averaged over tasks (each task weighs the same):\n" + averages_table(averages)
             )
     finally:
         store.close()
@@ -390,6 +494,112 @@ def export(run_id: str, output: str | None, db: str | None) -> None:
         with path.open("w", encoding="utf-8") as fp:
             count = store.export_jsonl(run_id, fp)
         click.echo(f"wrote {count} episodes to {path}", err=True)
+    finally:
+        store.close()
+
+
+@main.group()
+def data() -> None:
+    """Trajectory data for training: generate it with scripted policies."""
+
+
+@data.command(name="generate")
+@click.argument("env_ids", nargs=-1, metavar="ENV...")
+@suite_option
+@env_arg_option
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    metavar="NAME",
+    help="Scripted policy of the environment, repeatable: optimal, random, noisy (LMRL-Gym's dataset "
+    "mixture)... Default: noisy.",
+)
+@click.option("--episodes", "-n", default=100, show_default=True, help="Episodes per environment and policy.")
+@click.option("--seed", default=0, show_default=True, help="Index of the first seed within the split.")
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train", show_default=True)
+@click.option("--concurrency", "-c", default=32, show_default=True, help="Episodes played at once.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@db_option
+@json_option
+def data_generate(
+    env_ids: tuple[str, ...],
+    suites: tuple[str, ...],
+    env_args: tuple[str, ...],
+    policies: tuple[str, ...],
+    episodes: int,
+    seed: int,
+    split: str,
+    concurrency: int,
+    quiet: bool,
+    db: str | None,
+    as_json: bool,
+) -> None:
+    """Play scripted policies and store their trajectories (train seeds by default), one run per
+    environment and policy, ready for behaviour cloning and offline RL (`palaestra export RUN`)."""
+    from palaestra.agents import needs_model
+    from palaestra.runner import EvalConfig, evaluate
+
+    env_ids = suite_envs(env_ids, suites)
+    if not env_ids:
+        raise click.UsageError("name at least one environment (see `palaestra envs`) or a --suite")
+    policies = policies or ("noisy",)
+    model_agents = [p for p in policies if needs_model(p)]
+    if model_agents:
+        raise click.BadParameter(
+            f"{', '.join(model_agents)} is a model agent; data generate plays scripted policies "
+            "(record a model agent's episodes with `palaestra eval --split train`)",
+            param_hint="--policy",
+        )
+    config = EvalConfig(
+        envs=env_ids,
+        agents=policies,
+        model=None,
+        episodes=episodes,
+        split=split,
+        seed=seed,
+        concurrency=concurrency,
+        env_kwargs=parse_env_args(env_args),
+        purpose="data",
+    )
+    store = open_store(db)
+    try:
+        result = asyncio.run(evaluate(config, store, progress=not quiet and not as_json))
+        summaries = _summaries(store, result.run_ids)
+        rows = [
+            {
+                "run_id": s.run_id,
+                "env_id": s.env_id,
+                "policy": s.agent,
+                "episodes": s.episodes,
+                "errors": s.errors,
+                "turns": round(s.turns * s.episodes) if s.turns is not None else 0,
+                "mean_return": s.mean_return,
+                "success_rate": s.success_rate,
+            }
+            for s in summaries
+        ]
+        if as_json:
+            click.echo(json.dumps({"runs": rows, "ok": result.ok, "errors": result.errors}, indent=2))
+            return
+        click.echo(
+            table(
+                [
+                    (
+                        r["env_id"],
+                        r["policy"],
+                        r["episodes"],
+                        r["turns"],
+                        fmt(r["mean_return"]),
+                        fmt(r["success_rate"]),
+                        r["run_id"],
+                    )
+                    for r in rows
+                ],
+                ["env", "policy", "episodes", "turns", "mean return", "success", "run"],
+            )
+        )
+        click.echo(f"\nstored in {store.url}; export a run with `palaestra export RUN`", err=True)
     finally:
         store.close()
 

@@ -52,7 +52,7 @@ def test_eval_runs_show_export_round_trip(db, tmp_path):
     optimal_maze = next(r for r in listed if r["env_id"] == "maze-fo-v0" and r["agent_spec"] == "optimal")
     assert optimal_maze["config"]["seeds"] == [11000, 11001, 11002, 11003]
 
-    shown = json.loads(invoke("show", optimal_maze["id"][:6], "--db", db, "--json").output)
+    shown = json.loads(invoke("show", optimal_maze["id"][:6], "--db", db, "--json").output)["runs"]
     assert shown[0]["success_rate"] == 1.0 and shown[0]["episodes"] == 4
     assert shown[0]["score"] >= 99.0  # optimal play is the 100 of the normalised scale
     assert shown[0]["lineage"]["env_version"] == 0
@@ -72,7 +72,7 @@ def test_eval_json_output_matches_show(db):
     result = invoke("eval", "maze-po-v0", "--agent", "noisy", "-n", "5", "--db", db, "--json")
     payload = json.loads(result.output)
     (summary,) = payload["runs"]
-    shown = json.loads(invoke("show", summary["run_id"], "--db", db, "--json").output)[0]
+    shown = json.loads(invoke("show", summary["run_id"], "--db", db, "--json").output)["runs"][0]
     for key in ("mean_return", "return_ci", "success_rate", "score", "invalid_action_rate", "tokens"):
         assert shown[key] == summary[key]
 
@@ -127,7 +127,7 @@ def test_eval_show_and_resume_on_postgresql(pg_url):
     assert [r["episodes"] for r in runs] == [3, 3]
     optimal = next(r for r in runs if r["agent"] == "optimal")
     assert optimal["success_rate"] == 1.0
-    shown = json.loads(invoke("show", optimal["run_id"], "--db", pg_url, "--json").output)[0]
+    shown = json.loads(invoke("show", optimal["run_id"], "--db", pg_url, "--json").output)["runs"][0]
     assert shown["mean_return"] == optimal["mean_return"]
     listed = json.loads(invoke("runs", "--db", pg_url, "--json").output)
     assert {r["id"] for r in listed} == {r["run_id"] for r in runs}

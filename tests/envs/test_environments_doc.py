@@ -34,3 +34,30 @@ def test_doc_block_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
     if "wordle.answers()" in BLOCKS[index]:
         # The quoted guess-count distribution is what the block prints.
         assert capsys.readouterr().out.strip() == "[(2, 70), (3, 1229), (4, 936), (5, 65)]"
+
+
+TASK_DOCS = sorted((DOC.parent / "envs").glob("*.md"))
+TASK_BLOCKS = [
+    (path.name, i, block)
+    for path in TASK_DOCS
+    for i, block in enumerate(re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.DOTALL))
+]
+
+
+def test_every_registered_environment_is_in_the_table_and_has_a_page() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    for env_id in registry.registered():
+        assert f"| `{env_id}` |" in text, f"{env_id} is missing from the table of docs/environments.md"
+    pages = " ".join(path.read_text(encoding="utf-8") for path in TASK_DOCS) + text
+    for env_id in registry.registered():
+        assert f"`{env_id}`" in pages
+
+
+@pytest.mark.parametrize(("page", "index", "block"), TASK_BLOCKS, ids=[f"{p}-{i}" for p, i, _ in TASK_BLOCKS])
+def test_task_page_block_runs(page: str, index: int, block: str) -> None:
+    module = types.ModuleType(f"palaestra_task_doc_{page[:-3]}_{index}")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(block, f"docs/envs/{page} block {index}", "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]

@@ -42,8 +42,9 @@ class PromptConfig:
     template: str = "default"  # a file in palaestra/agents/prompts (without .jinja) or a path
     temperature: float = 0.0
     top_p: float = 1.0
-    # Replies are actions ("move up", a five-letter word): 16 tokens leave room for a short preamble.
-    max_tokens: int = 16
+    # Reply budget in tokens; None takes the environment's ``action_tokens`` (16 for a move or a word, more
+    # for a question or a sales pitch).
+    max_tokens: int | None = None
     # How many past turns the prompt keeps (the system message is always kept). On a CPU the prompt is
     # most of the cost (prefill: about 900 tokens/s on 2 cores, benchmarks/prompt_validity.py), so it stays short.
     history: int = 2
@@ -159,7 +160,7 @@ class PromptAgent:
         sampling = SamplingParams(
             temperature=self.config.temperature,
             top_p=self.config.top_p,
-            max_tokens=self.config.max_tokens,
+            max_tokens=self.config.max_tokens or env.action_tokens,
             seed=self._seed * 1000 + len(history) if self.config.temperature > 0 else None,
         )
         shots = await demonstrations(env, self.config.shots)

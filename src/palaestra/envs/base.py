@@ -5,10 +5,14 @@ from __future__ import annotations
 import abc
 import copy
 import random
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from palaestra.core.errors import EnvError
 from palaestra.core.types import EnvSpec, Step
+
+if TYPE_CHECKING:  # models sit above environments; only partner models are reached, lazily
+    from palaestra.models.base import Model
+    from palaestra.models.pool import ModelPool
 
 
 class Policy(Protocol):
@@ -30,6 +34,13 @@ class Env(abc.ABC):
 
     spec: EnvSpec
     instructions: str = ""
+    # Completion tokens a model agent should allow for one action (its default reply budget): a move or a
+    # word needs few, a question or a sales pitch more.
+    action_tokens: int = 16
+    # Set by the runner before ``reset``: the evaluation's model pool. Environments with a model partner
+    # (an oracle, a simulated buyer) take it from here with ``partner_model``, so one instance serves every
+    # episode (and shares batches with the agent when the spec is the same).
+    models: ModelPool | None = None
 
     @abc.abstractmethod
     async def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Step:
@@ -40,11 +51,55 @@ class Env(abc.ABC):
         """Apply one action. Unparseable or illegal actions follow ``spec.invalid_action``; never raise."""
 
     def copy(self) -> Env:
-        """An independent copy in the same state (for tree search and branching)."""
-        return copy.deepcopy(self)
+        """An independent copy in the same state (for tree search and branching).
 
-    async def close(self) -> None:  # noqa: B027  (optional hook: most environments hold nothing)
-        """Release resources (processes, connections). Safe to call twice."""
+        Partner models are shared with the copy, not duplicated: the copy uses them while this environment
+        (or the runner's pool) keeps them open, and closing the copy does not close them.
+        """
+        memo: dict[int, Any] = {}
+        own = self.__dict__.get("_own_models")
+        for pool in (self.models, own):
+            if pool is not None:
+                memo[id(pool)] = pool
+                memo.update({id(m): m for m in pool.shared_models()})
+        clone = copy.deepcopy(self, memo)
+        if own is not None:
+            del clone.__dict__["_own_models"]
+            clone.models = own
+        return clone
+
+    async def close(self) -> None:
+        """Release resources (processes, connections). Safe to call twice.
+
+        Subclasses that override it call ``await super().close()`` so partner models built here are closed.
+        """
+        pool = self.__dict__.pop("_own_models", None)
+        if pool is not None:
+            await pool.close()
+
+    def partner_model(self, model: str | Model) -> Model:
+        """The model behind a partner (oracle, buyer...): a ready ``Model`` is used as is; a spec string is
+        taken from the runner's pool (``self.models``) or, outside the runner, from a pool this environment
+        owns and closes in ``close()``."""
+        if not isinstance(model, str):
+            return model
+        pool = self.models
+        if pool is None:
+            pool = self.__dict__.get("_own_models")
+            if pool is None:
+                from palaestra.models.pool import ModelPool
+
+                pool = self.__dict__["_own_models"] = ModelPool()
+        return pool.get(model)
+
+    def _split_of(self, seed: int | None) -> str | None:
+        """The split (``train``, ``validation``, ``test``) whose seed range holds ``seed``; None when the seed
+        is None, in no range, or the environment has no spec yet. Environments that split a finite set of
+        instances (answers, houses, personas) draw a seed's instance from its split's share."""
+        spec = getattr(self, "spec", None)
+        if seed is None or spec is None:
+            return None
+        return next((name for name, (lo, hi) in spec.splits.items() if lo <= seed < hi), None)
 
     def scripted_policies(self) -> dict[str, Policy]:
         """Scripted policies by name (``optimal``, ``random``, ``noisy``...); empty when none exist."""

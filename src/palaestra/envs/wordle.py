@@ -290,12 +290,6 @@ class WordleEnv(Env):
         text = f"Guess the hidden 5-letter word. You have {self._guesses_left()} guesses."
         return Step(text, 0.0, info={"invalid_action": False})
 
-    def _split_of(self, seed: int | None) -> str | None:
-        spec = getattr(self, "spec", None)
-        if seed is None or spec is None:
-            return None
-        return next((name for name, (lo, hi) in spec.splits.items() if lo <= seed < hi), None)
-
     async def step(self, action: str) -> Step:
         if not self._started:
             raise EnvError("call reset() before step(): the episode has not started")

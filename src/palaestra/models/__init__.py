@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from palaestra.models.base import Model
 from palaestra.models.cache import CachedModel, CacheStats
+from palaestra.models.pool import ModelPool
 from palaestra.models.scripted import ScriptedModel
 from palaestra.models.spec import EMBEDDED_SPEC, SPEC_FORMS, make_model, palaestra_home, request_seed
 
@@ -42,6 +43,7 @@ __all__ = [
     "CachedModel",
     "LocalModel",
     "Model",
+    "ModelPool",
     "OpenAIModel",
     "ScriptedModel",
     "ensure_embedded_model",

@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from tqdm import tqdm
 
@@ -14,6 +15,7 @@ from palaestra.core.errors import SpecError, StoreError, UnknownSpecError
 from palaestra.core.types import Episode
 from palaestra.envs.registry import make
 from palaestra.models.base import Model
+from palaestra.models.pool import ModelPool
 from palaestra.runner.executor import AsyncioExecutor, EpisodeJob, Executor
 from palaestra.store import Store
 
@@ -36,6 +38,10 @@ class EvalConfig:
     max_turns: int | None = None
     max_tokens: int | None = None
     timeout_s: float | None = None
+    # Constructor arguments per environment id ("*" for every environment), e.g. a model oracle:
+    # {"twenty-questions-v0": {"oracle": "smollm2-135m"}}. Recorded in each run's environment spec.
+    env_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    purpose: str = "eval"  # "eval", or "data" for scripted trajectories made by `palaestra data generate`
 
 
 @dataclass
@@ -72,7 +78,16 @@ async def evaluate(
     if config.episodes < 1:
         raise SpecError("--episodes must be at least 1")
     overrides = {"max_turns": config.max_turns} if config.max_turns else {}
-    envs = [make(env_id, **overrides) for env_id in config.envs]
+    unknown = set(config.env_kwargs) - {"*", *config.envs}
+    if unknown:
+        raise SpecError(
+            f"environment arguments for {', '.join(sorted(unknown))}, which this run does not play "
+            f"(it plays {', '.join(config.envs)})"
+        )
+    envs = [
+        make(env_id, **{**overrides, **config.env_kwargs.get("*", {}), **config.env_kwargs.get(env_id, {})})
+        for env_id in config.envs
+    ]
     for env in envs:
         for agent in config.agents:
             _check_agent(agent, env.spec.id, agent_choices(env))
@@ -110,8 +125,12 @@ async def evaluate(
                     EpisodeJob(run_id, env.spec, agent, model_spec, seed, config.max_tokens, config.timeout_s)
                     for seed in plan[env.spec.id]
                 ]
-        executor = executor or AsyncioExecutor(model, config.concurrency)
-        return await _execute(jobs, run_ids, store, executor, progress)
+        pool = _pool(model)
+        try:
+            executor = executor or AsyncioExecutor(model, config.concurrency, models=pool)
+            return await _execute(jobs, run_ids, store, executor, progress)
+        finally:
+            await pool.close()
     finally:
         if own_model and model is not None:
             await model.close()
@@ -157,11 +176,23 @@ async def resume(
             for seed in store.pending_seeds(run.id)
         ]
         width = concurrency or max([int(r.config.get("concurrency", 32)) for r in runs] or [32])
-        executor = executor or AsyncioExecutor(model, width)
-        return await _execute(jobs, [r.id for r in runs], store, executor, progress)
+        pool = _pool(model)
+        try:
+            executor = executor or AsyncioExecutor(model, width, models=pool)
+            return await _execute(jobs, [r.id for r in runs], store, executor, progress)
+        finally:
+            await pool.close()
     finally:
         if own_model and model is not None:
             await model.close()
+
+
+def _pool(model: Model | None) -> ModelPool:
+    """The evaluation's model pool: partner models of environments, sharing the agents' model by spec."""
+    pool = ModelPool()
+    if model is not None:
+        pool.add(model)
+    return pool
 
 
 async def _execute(

@@ -16,6 +16,7 @@ from palaestra.agents import make_agent
 from palaestra.core.types import EnvSpec, Episode
 from palaestra.envs.registry import make_from_spec
 from palaestra.models.base import Model
+from palaestra.models.pool import ModelPool
 from palaestra.runner.episode import run_episode
 
 
@@ -44,17 +45,25 @@ class Executor(Protocol):
 class AsyncioExecutor:
     """Plays up to ``concurrency`` episodes at once in this process, all sharing one model instance.
 
-    Sharing the model is the point: concurrent episodes put their requests into the same batches.
+    Sharing the model is the point: concurrent episodes put their requests into the same batches. Models
+    that environments use as partners (an oracle, a simulated buyer) come from ``models``, a pool shared by
+    all episodes (by default a new pool holding ``model``).
     """
 
-    def __init__(self, model: Model | None, concurrency: int = 32) -> None:
+    def __init__(self, model: Model | None, concurrency: int = 32, *, models: ModelPool | None = None) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.model = model
         self.concurrency = concurrency
+        if models is None:
+            models = ModelPool()
+            if model is not None:
+                models.add(model)
+        self.models = models
 
     async def play(self, job: EpisodeJob) -> Episode:
         env = make_from_spec(job.env_spec)
+        env.models = self.models
         try:
             agent = make_agent(job.agent_spec, env, self.model, seed=job.seed)
             coro = run_episode(env, agent, job.seed, max_tokens=job.max_tokens)
