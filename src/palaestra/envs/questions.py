@@ -22,6 +22,7 @@ so test episodes hide items never hidden in training.
 
 from __future__ import annotations
 
+import abc
 import functools
 import hashlib
 import json
@@ -213,7 +214,7 @@ def _alt(*words: str) -> str:
     return "(?:" + "|".join(words) + ")"
 
 
-class KnowledgeBase:
+class KnowledgeBase(abc.ABC):
     """Items, the question forms the rule oracle understands, and how it answers them."""
 
     kind: str = ""  # "object" / "city"
@@ -269,17 +270,21 @@ class KnowledgeBase:
                     return query
         return None
 
+    @abc.abstractmethod
     def answer(self, item: Item, query: Query) -> str:
         """The rule oracle's answer to ``query`` about ``item``."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def question_set(self) -> tuple[tuple[str, Query], ...]:
         """The questions the scripted policies ask, as (canonical text, query); every text parses back."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def guess_text(self, item: Item) -> str:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def facts_text(self, item: Item) -> str:
         """The item's knowledge-base facts in words (for a model oracle's prompt)."""
         raise NotImplementedError
@@ -1520,6 +1525,7 @@ class _QuestionsEnv(Env):
         self._done = False
 
     @property
+    @abc.abstractmethod
     def kb(self) -> KnowledgeBase:
         raise NotImplementedError
 
@@ -1529,9 +1535,11 @@ class _QuestionsEnv(Env):
 
     # ------------------------------------------------------------------ instructions
 
+    @abc.abstractmethod
     def _scope(self) -> str:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _examples(self) -> str:
         raise NotImplementedError
 
@@ -1553,6 +1561,7 @@ class _QuestionsEnv(Env):
             text += f"\nThe answerer understands questions like these (and rephrasings of them): {self._understood()}"
         return text
 
+    @abc.abstractmethod
     def _understood(self) -> str:
         raise NotImplementedError
 
@@ -1648,6 +1657,7 @@ class _QuestionsEnv(Env):
             sampling=SamplingParams(temperature=0.0, max_tokens=self._oracle_max_tokens),
         )
 
+    @abc.abstractmethod
     def _oracle_prompt(self, item: Item) -> str:
         raise NotImplementedError
 
