@@ -20,10 +20,14 @@ class ModelPool:
     Models handed in with ``add`` are shared, not owned: ``close()`` closes only the models the pool built.
     """
 
-    def __init__(self, **options: Any) -> None:
-        self._options = options  # passed to make_model for models the pool builds
+    def __init__(self, shared: Model | None = None, **options: Any) -> None:
+        """``shared``: a model to hand out under its spec (an evaluation's agent model), never closed here;
+        ``options`` go to ``make_model`` for the models the pool builds."""
+        self._options = options
         self._models: dict[str, Model] = {}
         self._owned: list[Model] = []
+        if shared is not None:
+            self.add(shared)
 
     def add(self, model: Model) -> None:
         """Share an existing model under its own ``spec`` (the pool will not close it)."""

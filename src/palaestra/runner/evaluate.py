@@ -125,7 +125,7 @@ async def evaluate(
                     EpisodeJob(run_id, env.spec, agent, model_spec, seed, config.max_tokens, config.timeout_s)
                     for seed in plan[env.spec.id]
                 ]
-        pool = _pool(model)
+        pool = ModelPool(model)  # partner models of environments; the agents' model is shared
         try:
             executor = executor or AsyncioExecutor(model, config.concurrency, models=pool)
             return await _execute(jobs, run_ids, store, executor, progress)
@@ -176,7 +176,7 @@ async def resume(
             for seed in store.pending_seeds(run.id)
         ]
         width = concurrency or max([int(r.config.get("concurrency", 32)) for r in runs] or [32])
-        pool = _pool(model)
+        pool = ModelPool(model)  # partner models of environments; the agents' model is shared
         try:
             executor = executor or AsyncioExecutor(model, width, models=pool)
             return await _execute(jobs, [r.id for r in runs], store, executor, progress)
@@ -185,14 +185,6 @@ async def resume(
     finally:
         if own_model and model is not None:
             await model.close()
-
-
-def _pool(model: Model | None) -> ModelPool:
-    """The evaluation's model pool: partner models of environments, sharing the agents' model by spec."""
-    pool = ModelPool()
-    if model is not None:
-        pool.add(model)
-    return pool
 
 
 async def _execute(

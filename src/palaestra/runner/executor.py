@@ -55,11 +55,7 @@ class AsyncioExecutor:
             raise ValueError("concurrency must be at least 1")
         self.model = model
         self.concurrency = concurrency
-        if models is None:
-            models = ModelPool()
-            if model is not None:
-                models.add(model)
-        self.models = models
+        self.models = models if models is not None else ModelPool(model)
 
     async def play(self, job: EpisodeJob) -> Episode:
         env = make_from_spec(job.env_spec)
