@@ -14,6 +14,7 @@
 # PALAESTRA_PG_DB (palaestra_test). Progress goes to stderr so stdout stays machine-readable.
 # Never use this cluster for data you want to keep: it trusts every local connection and runs fsync=off.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 PORT="${PALAESTRA_PG_PORT:-55432}"
 PGDATA="${PALAESTRA_PGDATA:-/tmp/palaestra-pg-${PORT}}"
@@ -42,16 +43,7 @@ find_bindir() {
 }
 
 install_postgres() {
-    command -v apt-get >/dev/null 2>&1 \
-        || die "PostgreSQL is not installed and apt-get is not available; install PostgreSQL 13 or newer yourself"
-    local sudo=()
-    if [[ "$(id -u)" != 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || die "installing PostgreSQL needs root; run: sudo apt-get install -y postgresql"
-        sudo=(sudo -n)
-    fi
-    say "installing Debian's postgresql package (apt-get)"
-    "${sudo[@]}" apt-get update -q >&2
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q postgresql >&2
+    apt_install postgresql "PostgreSQL 13 or newer"
 }
 
 BINDIR="$(find_bindir || true)"

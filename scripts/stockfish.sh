@@ -11,6 +11,7 @@
 # /usr/games/stockfish (where Debian puts it; /usr/games is often not on root's PATH).
 # Progress goes to stderr so stdout stays machine-readable.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 say() { echo "stockfish.sh: $*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -36,16 +37,7 @@ install_stockfish() {
     if [[ -n "${PALAESTRA_STOCKFISH:-}" ]]; then
         die "PALAESTRA_STOCKFISH=$PALAESTRA_STOCKFISH is not an executable file; fix it or unset it"
     fi
-    command -v apt-get >/dev/null 2>&1 \
-        || die "Stockfish is not installed and apt-get is not available; install Stockfish yourself and set PALAESTRA_STOCKFISH to its path"
-    local sudo=()
-    if [[ "$(id -u)" != 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || die "installing Stockfish needs root; run: sudo apt-get install -y stockfish"
-        sudo=(sudo -n)
-    fi
-    say "installing Debian's stockfish package (apt-get)"
-    "${sudo[@]}" apt-get update -q >&2
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q stockfish >&2
+    apt_install stockfish "Stockfish (then set PALAESTRA_STOCKFISH to its path if it is not on PATH)"
 }
 
 case "${1:-start}" in
