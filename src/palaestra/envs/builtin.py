@@ -60,7 +60,7 @@ register(
     kwargs={},
 )
 
-# ---- textnav: begin (registrations of this task only)
+# --------------------------------------------------------------------------- textnav
 _TEXTNAV_INVALID = InvalidActionRule(
     "penalty", 0.0, "not one of the admissible commands: reward 0, nothing happens, the episode goes on"
 )
@@ -91,9 +91,8 @@ register(
     splits=_SPLITS,
     kwargs={"observability": "partial"},
 )
-# ---- textnav: end
 
-# ---- chess: begin (registrations of this task only)
+# --------------------------------------------------------------------------- chess
 _CHESS_INVALID = InvalidActionRule("terminate", -1.0, "not a legal move in SAN: -1 and the game ends (a loss)")
 
 register(
@@ -119,9 +118,8 @@ register(
     splits=_SPLITS,
     kwargs={"opponent_elo": None, "opponent_nodes": 10_000, "optimal_nodes": 200_000},
 )
-# ---- chess: end
 
-# ---- questions: begin (registrations of this task only)
+# --------------------------------------------------------------------------- questions
 _QUESTIONS_INVALID = InvalidActionRule(
     "penalty",
     -1.0,
@@ -155,9 +153,8 @@ register(
     splits=_SPLITS,
     kwargs={"oracle": "rules"},
 )
-# ---- questions: end
 
-# ---- car-dealer: begin (registrations of this task only)
+# --------------------------------------------------------------------------- car-dealer
 # Reward bounds: not bought, 1 - budget/MSRP >= 1 - 90,000/22,800 = -2.95; bought, a price of at most 1.2 x
 # budget over (budget + MSRP) / 2 <= 1.92 (see MSRP_MIN, MAX_STRETCH in car_dealer.py).
 register(
@@ -176,4 +173,3 @@ register(
     splits=_SPLITS,
     kwargs={"buyer": "rules"},
 )
-# ---- car-dealer: end
