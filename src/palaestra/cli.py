@@ -108,6 +108,7 @@ def envs(as_json: bool) -> None:
     rows = [
         (
             s.id,
+            "multi" if s.multi_agent else "single",
             s.max_turns,
             s.invalid_action.mode,
             " ".join(f"{k}={a}..{b - 1}" for k, (a, b) in s.splits.items()),
@@ -115,7 +116,7 @@ def envs(as_json: bool) -> None:
         )
         for s in specs.values()
     ]
-    click.echo(table(rows, ["id", "max turns", "invalid action", "seeds", "description"]))
+    click.echo(table(rows, ["id", "players", "max turns", "invalid action", "seeds", "description"]))
 
 
 def _summaries(store: Any, run_ids: Sequence[str]) -> list[Any]:
@@ -180,6 +181,20 @@ def leaderboard(summaries: Sequence[Any]) -> str:
     return table(rows, headers)
 
 
+def multi_agent_lines(summary: Any) -> list[str]:
+    """`show` lines for a multi-agent run: the environment's metrics, returns by agent, success by size."""
+    lines = []
+    if summary.metrics:
+        items = [f"{k} {fmt(m)} [{fmt(lo)}, {fmt(hi)}]" for k, (m, lo, hi) in summary.metrics.items()]
+        lines.append("  env metrics     " + "; ".join(items))
+    if summary.return_by_agent:
+        lines.append("  return by agent " + "; ".join(f"{a} {fmt(v)}" for a, v in summary.return_by_agent.items()))
+    if summary.success_by_size:
+        parts = [f"{n} players {100 * rate:.0f}% (n={k})" for n, (rate, k) in summary.success_by_size.items()]
+        lines.append("  success by size " + "; ".join(parts))
+    return lines
+
+
 def parse_env_args(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``[ENV:]KEY=VALUE`` strings to ``{env id or "*": {key: value}}``; values are JSON when they parse
     (numbers, true/false, null, lists), else plain strings."""
@@ -202,6 +217,22 @@ def parse_env_args(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             value = raw
         out.setdefault(target, {})[key] = value
     return out
+
+
+def agent_specs(agents: Sequence[str], mix: Sequence[str], team: str | None) -> tuple[str, ...]:
+    """The runs' agent specs from --agent (one run each), --agents (one mixed run) and --team (wraps the
+    model agents: 'dylan:4' with 'prompt' makes 'dylan:4/prompt')."""
+    from palaestra.agents import needs_model
+
+    specs = list(agents) or ([] if mix else ["prompt"])
+    if team:
+        if "/" in team:
+            raise click.UsageError(f"--team {team!r}: give the topology only; members come from --agent")
+        specs = [f"{team}/{a}" if needs_model(a) else a for a in specs]
+        mix = [f"{team}/{m}" if needs_model(m.split("*")[0]) else m for m in mix]
+    if mix:
+        specs.append(" + ".join(mix))
+    return tuple(specs)
 
 
 def suite_envs(env_ids: Sequence[str], suites: Sequence[str]) -> tuple[str, ...]:
@@ -247,7 +278,23 @@ def env_arg_option(func: F) -> F:
     multiple=True,
     metavar="SPEC",
     help="Agent spec, repeatable: 'prompt' (a model, options as prompt:temperature=0.7,history=4) "
-    "or a scripted policy of the environment ('optimal', 'random', 'noisy'). Default: prompt.",
+    "or a scripted policy of the environment ('optimal', 'random', 'noisy'). Each is its own run and, in a "
+    "multi-agent environment, plays every seat. Default: prompt.",
+)
+@click.option(
+    "--agents",
+    "mix",
+    multiple=True,
+    metavar="SPEC[*N]",
+    help="Multi-agent environments: one run with different agents in the seats, filled in order, repeatable: "
+    "--agents greedy --agents 'sustainable*4' (a greedy outsider among four sustainable players).",
+)
+@click.option(
+    "--team",
+    default=None,
+    metavar="TOPOLOGY[:N]",
+    help="Wrap each model agent in a team: single, independent:3, centralized:3, decentralized:3, dylan:4 "
+    "(options as dylan:4,rounds=3). The team plays as one agent (in every seat of a multi-agent game).",
 )
 @click.option(
     "--model",
@@ -295,6 +342,8 @@ def eval_command(
     suites: tuple[str, ...],
     env_args: tuple[str, ...],
     agents: tuple[str, ...],
+    mix: tuple[str, ...],
+    team: str | None,
     model: str,
     episodes: int,
     seed: int,
@@ -330,7 +379,7 @@ def eval_command(
         else:
             config = EvalConfig(
                 envs=env_ids,
-                agents=agents or ("prompt",),
+                agents=agent_specs(agents, mix, team),
                 model=model,
                 episodes=episodes,
                 split=split,
@@ -370,6 +419,10 @@ def eval_command(
             )
         else:
             click.echo(leaderboard(summaries))
+            for summary in summaries:
+                lines = multi_agent_lines(summary)
+                if lines:
+                    click.echo(f"\n{summary.run_id}  {summary.env_id}  agent={summary.agent}\n" + "\n".join(lines))
             if averages:
                 click.echo("\n" + averages_table(averages))
             if result.errors:
@@ -460,6 +513,8 @@ def show(run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
             inv = "-" if s.invalid_action_rate is None else f"{100 * s.invalid_action_rate:.1f}%"
             click.echo(f"  invalid actions {inv} of turns")
             click.echo(f"  per episode     {fmt(s.turns, 1)} turns, {fmt(s.tokens, 0)} tokens, {fmt(s.seconds, 2)} s")
+            for line in multi_agent_lines(s):
+                click.echo(line)
             click.echo(
                 f"  lineage         {r.env_id} v{r.env_version} split={r.config.get('split')} seeds {seed_text}; "
                 f"weights {r.weights_hash or '-'}; palaestra {r.package_version}"

@@ -46,10 +46,12 @@ TASK_BLOCKS = [
 
 def test_every_registered_environment_is_in_the_table_and_has_a_page() -> None:
     text = DOC.read_text(encoding="utf-8")
-    for env_id in registry.registered():
+    # Built-in ids only: other test modules register the toys of palaestra.testing.
+    builtin = [i for i, s in registry.registered().items() if s.entry_point.startswith("palaestra.envs.")]
+    for env_id in builtin:
         assert f"| `{env_id}` |" in text, f"{env_id} is missing from the table of docs/environments.md"
     pages = " ".join(path.read_text(encoding="utf-8") for path in TASK_DOCS) + text
-    for env_id in registry.registered():
+    for env_id in builtin:
         assert f"`{env_id}`" in pages
 
 

@@ -110,3 +110,42 @@ def make_episode(
         wall_s=1.5 + seed,
         started_at=1_700_000_000.25 + seed,
     )
+
+
+MULTI_SPEC = EnvSpec(
+    id="govsim-fishery-v0",
+    entry_point="palaestra.envs.govsim:GovSimEnv",
+    max_turns=36,
+    invalid_action=InvalidActionRule("penalty", 0.0, "harvest counted as 0"),
+    multi_agent=True,
+)
+
+
+def make_multi_episode(seed: int) -> Episode:
+    """A two-player episode over two rounds: players tagged on turns, a team's meta on one action, metrics."""
+    turns = []
+    for round_ in range(2):
+        for player in ("alice", "bob"):
+            meta = {"team": "dylan", "messages": [{"round": 0, "from": "m1", "to": None, "text": AWKWARD}]}
+            turns.append(
+                Turn(
+                    observation=f"{player} sees round {round_} {AWKWARD}",
+                    action=Action(text="10", raw="Harvest: 10", meta=meta if player == "bob" else {}),
+                    step=Step(f"{player} after {round_}", 10.0, round_ == 1, False, {"invalid_action": False}),
+                    agent=player,
+                    round=round_,
+                )
+            )
+    return Episode(
+        env_id=MULTI_SPEC.id,
+        seed=seed,
+        turns=turns,
+        first_observation="alice sees round 0",
+        total_return=40.0,
+        success=True,
+        terminated=True,
+        players={"alice": "prompt", "bob": "dylan:3/prompt"},
+        metrics={"survival_time": 12, "equality": 1.0, "returns": {"alice": 20.0, "bob": 20.0}, "success": True},
+        wall_s=2.0,
+        started_at=1_700_000_000.5,
+    )

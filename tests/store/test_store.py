@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
-from store_samples import AWKWARD, OTHER_SPEC, SPEC, make_episode
+from store_samples import AWKWARD, MULTI_SPEC, OTHER_SPEC, SPEC, make_episode, make_multi_episode
 
 import palaestra
 from palaestra.core import Episode, StoreError
 from palaestra.store import RunRecord, Store, UnknownRunError
+from palaestra.store.schema import SCHEMA_VERSION
 from palaestra.store.store import source_git_commit
 
 
@@ -171,6 +172,51 @@ def test_episodes_round_trip(db_url: str, store: Store) -> None:
         assert again.episodes(run_id[:6], with_turns=True) == by_seed
 
 
+def test_multi_agent_episode_round_trip(store: Store, tmp_path: Path) -> None:
+    run_id = new_run(store, env_spec=MULTI_SPEC, agent_spec="prompt + dylan:3/prompt", seeds=[0])
+    episode = make_multi_episode(0)
+    store.record_episode(run_id, episode)
+    (back,) = store.episodes(run_id, with_turns=True)
+    assert back == episode  # players, metrics, and each turn's player, round and action meta
+    assert [(t.agent, t.round) for t in back.turns] == [("alice", 0), ("bob", 0), ("alice", 1), ("bob", 1)]
+    assert back.turns[1].action.meta["messages"][0]["text"] == AWKWARD and back.turns[0].action.meta == {}
+    assert store.get_run(run_id).env_spec.multi_agent
+    path = tmp_path / "multi.jsonl"
+    with path.open("w") as fp:
+        store.export_jsonl(run_id, fp)
+    record = json.loads(path.read_text())
+    assert record["episode"]["players"] == {"alice": "prompt", "bob": "dylan:3/prompt"}
+    assert record["episode"]["metrics"]["survival_time"] == 12
+    assert record["turns"][1]["agent"] == "bob" and record["turns"][1]["meta"]["team"] == "dylan"
+
+
+def test_a_version_1_database_is_upgraded_in_place(db_url: str) -> None:
+    with Store(db_url) as store:
+        run_id = new_run(store, seeds=[0, 1])
+        store.record_episode(run_id, make_episode(0))
+    # Turn it back into a version-1 database: without the columns version 2 added.
+    for table, column in [
+        ("turns", "meta"),
+        ("turns", "round"),
+        ("turns", "agent"),
+        ("episodes", "metrics"),
+        ("episodes", "players"),
+    ]:
+        sql(db_url, f'ALTER TABLE {table} DROP COLUMN "{column}"')
+    sql(db_url, "UPDATE palaestra_meta SET value = '1' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match=r"older palaestra .* Open it once without readonly"):
+        Store(db_url, readonly=True)
+    with Store(db_url) as store:  # upgrades: old episodes read back unchanged, new ones keep the new fields
+        assert store.episodes(run_id, with_turns=True) == [make_episode(0)]
+        multi = new_run(store, env_spec=MULTI_SPEC, seeds=[0])
+        store.record_episode(multi, make_multi_episode(0))
+        assert store.episodes(multi, with_turns=True) == [make_multi_episode(0)]
+    meta = dict(sql(db_url, "SELECT key, value FROM palaestra_meta"))
+    assert meta["schema_version"] == str(SCHEMA_VERSION)
+    with Store(db_url, readonly=True) as reader:
+        assert len(reader.episodes(run_id)) == 1
+
+
 def test_episodes_of_unknown_run(store: Store) -> None:
     with pytest.raises(UnknownRunError, match="palaestra runs"):
         store.episodes("r-00000000")
@@ -290,7 +336,7 @@ def test_schema_is_created_once_with_metadata(db_url: str) -> None:
     with Store(db_url) as second:  # opening again keeps the data
         assert second.get_run(run_id).id == run_id
     meta = dict(sql(db_url, "SELECT key, value FROM palaestra_meta"))
-    assert meta["app"] == "palaestra" and meta["schema_version"] == "1"
+    assert meta["app"] == "palaestra" and meta["schema_version"] == str(SCHEMA_VERSION)
     assert meta["created_by"] == palaestra.__version__
 
 

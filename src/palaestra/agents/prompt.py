@@ -14,6 +14,7 @@ import jinja2
 from palaestra.core.errors import SpecError
 from palaestra.core.types import Action, ChatRequest, Message, SamplingParams, Turn
 from palaestra.envs.base import Env
+from palaestra.envs.multi import MultiAgentEnv, PlayerView
 from palaestra.models.base import Model
 
 _MARKER = re.compile(r"action\s*:\s*(.+)", re.IGNORECASE)
@@ -108,6 +109,8 @@ async def demonstrations(env: Env, shots: int) -> tuple[Message, ...]:
     """
     if shots <= 0:
         return ()
+    if isinstance(env, PlayerView):
+        return await _player_demonstrations(env, shots)
     key = (env.spec.to_json(), shots)
     if key not in _DEMONSTRATIONS:
         policy = env.scripted_policies().get("optimal")
@@ -127,6 +130,43 @@ async def demonstrations(env: Env, shots: int) -> tuple[Message, ...]:
                 step = await demo_env.step(action)
             seed += 1
         await demo_env.close()
+        _DEMONSTRATIONS[key] = tuple(messages)
+    return _DEMONSTRATIONS[key]
+
+
+async def _player_demonstrations(view: PlayerView, shots: int) -> tuple[Message, ...]:
+    """Demonstrations for one seat of a multi-agent environment: every seat plays the environment's
+    ``demo_policy`` on the first train seeds, and the turns of this seat are kept."""
+    key = (view.spec.to_json() + view.agent, shots)
+    if key not in _DEMONSTRATIONS:
+        from palaestra.envs.registry import build_from_spec
+
+        name = view.env.demo_policy
+        policy = view.env.scripted_policies().get(name)
+        if policy is None:
+            raise SpecError(f"{view.spec.id} has no {name!r} policy to demonstrate; use 'prompt:shots=0'")
+        env = build_from_spec(view.spec)
+        assert isinstance(env, MultiAgentEnv)
+        rng = random.Random(0)
+        messages: list[Message] = []
+        first = view.spec.splits["train"][0]
+        try:
+            for seed in range(first, first + 20):  # an episode may give this seat too few turns: try more seeds
+                steps = await env.reset(seed=seed)
+                observations = {p: s.observation for p, s in steps.items()}
+                while env.agents and len(messages) < 2 * shots:
+                    actions = {p: policy(env, p, rng) for p in env.acting()}
+                    if view.agent in actions:
+                        messages += [
+                            Message("user", observations[view.agent]),
+                            Message("assistant", actions[view.agent]),
+                        ]
+                    for p, s in (await env.step(actions)).items():
+                        observations[p] = s.observation
+                if len(messages) >= 2 * shots:
+                    break
+        finally:
+            await env.close()
         _DEMONSTRATIONS[key] = tuple(messages)
     return _DEMONSTRATIONS[key]
 

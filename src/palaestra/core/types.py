@@ -103,6 +103,8 @@ class EnvSpec:
         }
     )
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # Several players (a ``MultiAgentEnv``): ``max_turns`` then counts environment steps (rounds).
+    multi_agent: bool = False
 
     @property
     def name(self) -> str:
@@ -242,12 +244,15 @@ class Action:
     out of it (it is what the model sees of its own turn in later prompts). ``parsed`` is False when the
     agent could not find an action in the reply; the raw text is then passed to the environment, which
     applies its invalid-action rule. ``calls`` are the model calls made for this action, in order.
+    ``meta`` is what the agent wants kept about how it decided, as JSON values: a team puts its members'
+    answers, the messages between them, its rounds and importance scores here.
     """
 
     text: str
     raw: str | None = None
     parsed: bool = True
     calls: tuple[Completion, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def usage(self) -> Usage:
@@ -259,11 +264,18 @@ class Action:
 
 @dataclass(frozen=True)
 class Turn:
-    """One exchange: the observation the agent saw, the action it took and what the environment replied."""
+    """One exchange: the observation the agent saw, the action it took and what the environment replied.
+
+    In a multi-agent episode ``agent`` names the player who acted and ``round`` the environment step the
+    action belonged to (in parallel mode every player acting in a step shares its round); both are None
+    for single-agent episodes.
+    """
 
     observation: str
     action: Action
     step: Step
+    agent: str | None = None
+    round: int | None = None
 
 
 # --------------------------------------------------------------------------- episodes
@@ -277,7 +289,12 @@ class Episode:
 
     ``status == "error"`` means the episode failed for an infrastructure reason (model timeout, crash);
     ``error`` says why. Such an episode is not a reward of 0: it is left out of scores and can be re-run.
-    ``success`` is the final step's ``info["success"]``.
+    ``success`` is the final step's ``info["success"]`` (for a multi-agent episode, the environment's
+    ``success`` metric).
+
+    Multi-agent episodes also have ``players`` (player id -> the spec of the agent that played it) and
+    ``metrics``: the environment's own measures (survival, equality, ...) and ``returns``, each player's
+    summed reward. ``total_return`` is then the sum of the players' returns.
     """
 
     env_id: str
@@ -292,6 +309,8 @@ class Episode:
     error: str | None = None
     wall_s: float = 0.0
     started_at: float = 0.0  # unix time
+    players: dict[str, str] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def invalid_actions(self) -> int:

@@ -1,11 +1,11 @@
-"""The single-agent environment contract and the scripted-policy contract."""
+"""The single-agent environment contract, what it shares with multi-agent ones, and scripted policies."""
 
 from __future__ import annotations
 
 import abc
 import copy
 import random
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from palaestra.core.errors import EnvError
 from palaestra.core.types import EnvSpec, Step
@@ -25,15 +25,10 @@ class Policy(Protocol):
     def __call__(self, env: Env, rng: random.Random) -> str: ...
 
 
-class Env(abc.ABC):
-    """An async, text-in text-out, multi-turn environment.
-
-    ``spec`` is set by :func:`palaestra.envs.make`; ``instructions`` tells the agent the rules and the exact
-    action format. Episodes are reproducible: the same seed gives the same episode for the same actions.
-    """
+class EnvBase:
+    """What single-agent and multi-agent environments share: the spec, partner models, ``copy`` and ``close``."""
 
     spec: EnvSpec
-    instructions: str = ""
     # Completion tokens a model agent should allow for one action (its default reply budget): a move or a
     # word needs few, a question or a sales pitch more.
     action_tokens: int = 16
@@ -42,15 +37,7 @@ class Env(abc.ABC):
     # episode (and shares batches with the agent when the spec is the same).
     models: ModelPool | None = None
 
-    @abc.abstractmethod
-    async def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Step:
-        """Start a new episode and return its first observation (reward 0)."""
-
-    @abc.abstractmethod
-    async def step(self, action: str) -> Step:
-        """Apply one action. Unparseable or illegal actions follow ``spec.invalid_action``; never raise."""
-
-    def copy(self) -> Env:
+    def copy(self) -> Self:
         """An independent copy in the same state (for tree search and branching).
 
         Partner models are shared with the copy, not duplicated: the copy uses them while this environment
@@ -101,10 +88,6 @@ class Env(abc.ABC):
             return None
         return next((name for name, (lo, hi) in spec.splits.items() if lo <= seed < hi), None)
 
-    def scripted_policies(self) -> dict[str, Policy]:
-        """Scripted policies by name (``optimal``, ``random``, ``noisy``...); empty when none exist."""
-        return {}
-
     def _require_spec(self) -> EnvSpec:
         try:
             return self.spec
@@ -113,3 +96,25 @@ class Env(abc.ABC):
                 f"{type(self).__name__} has no spec: create environments with palaestra.make(id), "
                 "not by calling the class directly"
             ) from None
+
+
+class Env(EnvBase, abc.ABC):
+    """An async, text-in text-out, multi-turn environment.
+
+    ``spec`` is set by :func:`palaestra.envs.make`; ``instructions`` tells the agent the rules and the exact
+    action format. Episodes are reproducible: the same seed gives the same episode for the same actions.
+    """
+
+    instructions: str = ""
+
+    @abc.abstractmethod
+    async def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Step:
+        """Start a new episode and return its first observation (reward 0)."""
+
+    @abc.abstractmethod
+    async def step(self, action: str) -> Step:
+        """Apply one action. Unparseable or illegal actions follow ``spec.invalid_action``; never raise."""
+
+    def scripted_policies(self) -> dict[str, Policy]:
+        """Scripted policies by name (``optimal``, ``random``, ``noisy``...); empty when none exist."""
+        return {}

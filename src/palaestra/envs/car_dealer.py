@@ -27,7 +27,7 @@ import math
 import random
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from palaestra.core.errors import EnvError
 from palaestra.core.types import ChatRequest, Message, SamplingParams, Step
@@ -900,7 +900,7 @@ class CarDealerEnv(Env):
 
     # ------------------------------------------------------------------ copies and resources
 
-    def copy(self) -> Env:
+    def copy(self) -> Self:
         """An independent copy in the same state; the buyer model (and the spec) are shared, not copied."""
         shared: dict[str, Any] = {k: self.__dict__.pop(k) for k in ("spec", "_buyer", "_model") if k in self.__dict__}
         try:

@@ -30,6 +30,17 @@ CHARSET = string.printable
 REPLACEMENT = "?"
 
 
+def text_observation(step: Step, limit: int, adapter: str) -> str:
+    """A step's observation inside a ``Text`` space: odd characters replaced, too long an error."""
+    text = "".join(ch if ch in CHARSET else REPLACEMENT for ch in step.observation)
+    if len(text) > limit:
+        raise EnvError(
+            f"observation of {len(text)} characters exceeds the observation space's {limit}; "
+            f"pass a larger max_observation_length to {adapter}"
+        )
+    return text
+
+
 class _LoopThread:
     """An event loop running in a daemon thread; ``run`` blocks until a coroutine on it finishes."""
 
@@ -77,13 +88,7 @@ class GymnasiumAdapter(gymnasium.Env[str, str]):
         return self._loop.run(coro)
 
     def _observation(self, step: Step) -> str:
-        text = "".join(ch if ch in CHARSET else REPLACEMENT for ch in step.observation)
-        if len(text) > self.max_observation_length:
-            raise EnvError(
-                f"observation of {len(text)} characters exceeds the observation space's "
-                f"{self.max_observation_length}; pass a larger max_observation_length to to_gymnasium()"
-            )
-        return text
+        return text_observation(step, self.max_observation_length, "to_gymnasium()")
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)

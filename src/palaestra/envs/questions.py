@@ -33,7 +33,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 
@@ -1725,7 +1725,7 @@ class _QuestionsEnv(Env):
         consistent = [i for i in alive if all(kb.answer(i, q) == a for q, a in self._facts)]
         return tuple(consistent or alive)
 
-    def copy(self) -> Env:
+    def copy(self) -> Self:
         """An independent copy in the same state; the oracle model (and the spec) are shared, not copied."""
         keys = ("spec", "_oracle", "_model", "_item", "_pool", "_wrong")
         shared: dict[str, Any] = {k: self.__dict__.pop(k) for k in keys if k in self.__dict__}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,9 +36,53 @@ class RunSummary:
     tokens: float | None
     completion_tokens: float | None
     seconds: float | None
+    # Multi-agent runs: the environment's own metrics (mean and 95% interval of each numeric or boolean one),
+    # the mean return of a seat by the agent spec that played it, and the success rate by number of players
+    # when episodes differ in it (AgentsNet's graph sizes).
+    metrics: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    return_by_agent: dict[str, float] = field(default_factory=dict)
+    success_by_size: dict[int, tuple[float, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, bool | int | float) and value == value  # not NaN
+
+
+def environment_metrics(episodes: Sequence[Episode]) -> dict[str, tuple[float, float, float]]:
+    """Mean and bootstrap 95% interval of every numeric or boolean metric the episodes' environment reported."""
+    keys = list(dict.fromkeys(k for e in episodes for k in e.metrics if k != "returns"))
+    out = {}
+    for key in keys:
+        values = [e.metrics[key] for e in episodes if key in e.metrics]
+        if values and all(_is_number(v) for v in values):
+            numbers = [float(v) for v in values]
+            low, high = bootstrap_ci(numbers)
+            out[key] = (float(np.mean(numbers)), low, high)
+    return out
+
+
+def return_by_agent(episodes: Sequence[Episode]) -> dict[str, float]:
+    """Mean return per seat, grouped by the agent spec that played the seat."""
+    seats: dict[str, list[float]] = {}
+    for e in episodes:
+        for seat, value in (e.metrics.get("returns") or {}).items():
+            spec = (e.players or {}).get(seat, seat)
+            seats.setdefault(spec, []).append(float(value))
+    return {spec: float(np.mean(values)) for spec, values in seats.items()}
+
+
+def success_by_size(episodes: Sequence[Episode]) -> dict[int, tuple[float, int]]:
+    """Success rate and episode count per number of players, when the episodes differ in it."""
+    sizes: dict[int, list[float]] = {}
+    for e in episodes:
+        if e.players is not None:
+            sizes.setdefault(len(e.players), []).append(1.0 if e.success else 0.0)
+    if len(sizes) < 2:
+        return {}
+    return {n: (float(np.mean(v)), len(v)) for n, v in sorted(sizes.items())}
 
 
 def summarize(
@@ -55,7 +99,8 @@ def summarize(
     ok = [e for e in episodes if e.status == "ok"]
     errors = len(episodes) - len(ok)
     if not ok:
-        return RunSummary(run_id, env_id, agent, model, status, planned, 0, errors, *([None] * 11))
+        nothing: list[Any] = [None] * 11
+        return RunSummary(run_id, env_id, agent, model, status, planned, 0, errors, *nothing)
     success = [1.0 if e.success else 0.0 for e in ok]
     returns = [e.total_return for e in ok]
     mean_return = float(np.mean(returns))
@@ -85,6 +130,9 @@ def summarize(
         tokens=float(np.mean([e.usage.total_tokens for e in ok])),
         completion_tokens=float(np.mean([e.usage.completion_tokens for e in ok])),
         seconds=float(np.mean([e.wall_s for e in ok])),
+        metrics=environment_metrics(ok),
+        return_by_agent=return_by_agent(ok) if any(e.players for e in ok) else {},
+        success_by_size=success_by_size(ok),
     )
 
 

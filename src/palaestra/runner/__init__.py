@@ -3,6 +3,7 @@
 from palaestra.runner.episode import run_episode
 from palaestra.runner.evaluate import EvalConfig, EvalResult, evaluate, resume
 from palaestra.runner.executor import AsyncioExecutor, EpisodeJob, Executor
+from palaestra.runner.multi import run_multi_episode
 
 __all__ = [
     "AsyncioExecutor",
@@ -13,4 +14,5 @@ __all__ = [
     "evaluate",
     "resume",
     "run_episode",
+    "run_multi_episode",
 ]

@@ -10,10 +10,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from palaestra.agents import PromptConfig, agent_choices, needs_model
+from palaestra.agents import agent_choices, make_agent, needs_model
+from palaestra.agents.players import assign_players, mix_specs
 from palaestra.core.errors import SpecError, StoreError, UnknownSpecError
 from palaestra.core.types import Episode
-from palaestra.envs.registry import make
+from palaestra.envs.base import Env
+from palaestra.envs.multi import MultiAgentEnv, PlayerView
+from palaestra.envs.registry import make_any
 from palaestra.models.base import Model
 from palaestra.models.pool import ModelPool
 from palaestra.runner.executor import AsyncioExecutor, EpisodeJob, Executor
@@ -53,12 +56,30 @@ class EvalResult:
     statuses: dict[str, str] = field(default_factory=dict)
 
 
-def _check_agent(spec: str, env_id: str, choices: list[str]) -> None:
-    name, _, options = spec.partition(":")
-    if name == "prompt":
-        PromptConfig.parse(options)
-    elif spec not in choices:
-        raise UnknownSpecError(f"agent for {env_id}", spec, choices)
+def _check_agent(spec: str, env: Env | MultiAgentEnv) -> None:
+    """Build the agent (or, for a multi-agent environment, every seat's agent) once, so a bad spec fails
+    before any run is created."""
+    if isinstance(env, MultiAgentEnv):
+        seats = assign_players(spec, env.possible_agents)
+        for seat_spec, player in {spec: p for p, spec in seats.items()}.items():  # each distinct spec once
+            _check_agent_on(seat_spec, PlayerView(env, player))
+    else:
+        _check_agent_on(spec, env)
+
+
+def _check_agent_on(spec: str, env: Env) -> None:
+    if needs_model(spec):
+        from palaestra.models.scripted import ScriptedModel
+
+        make_agent(spec, env, ScriptedModel("echo"))
+    elif spec not in agent_choices(env):
+        raise UnknownSpecError(f"agent for {env.spec.id}", spec, agent_choices(env))
+
+
+def _needs_model(spec: str, env: Env | MultiAgentEnv) -> bool:
+    if isinstance(env, MultiAgentEnv):
+        return any(needs_model(s) for s in mix_specs(spec))
+    return needs_model(spec)
 
 
 async def evaluate(
@@ -85,13 +106,13 @@ async def evaluate(
             f"(it plays {', '.join(config.envs)})"
         )
     envs = [
-        make(env_id, **{**overrides, **config.env_kwargs.get("*", {}), **config.env_kwargs.get(env_id, {})})
+        make_any(env_id, **{**overrides, **config.env_kwargs.get("*", {}), **config.env_kwargs.get(env_id, {})})
         for env_id in config.envs
     ]
     for env in envs:
         for agent in config.agents:
-            _check_agent(agent, env.spec.id, agent_choices(env))
-    wants_model = any(needs_model(a) for a in config.agents)
+            _check_agent(agent, env)
+    wants_model = any(_needs_model(a, env) for env in envs for a in config.agents)
     own_model = False
     if wants_model and model is None:
         if not config.model:
@@ -106,7 +127,7 @@ async def evaluate(
         for env in envs:
             await env.close()
             for agent in config.agents:
-                model_spec = model.spec if (model is not None and needs_model(agent)) else None
+                model_spec = model.spec if (model is not None and _needs_model(agent, env)) else None
                 run_config = {
                     **asdict(config),
                     "envs": [env.spec.id],

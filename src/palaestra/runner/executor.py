@@ -8,21 +8,28 @@ do not change.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from palaestra.agents import make_agent
+from palaestra.agents.players import make_players
 from palaestra.core.types import EnvSpec, Episode
-from palaestra.envs.registry import make_from_spec
+from palaestra.envs.multi import MultiAgentEnv
+from palaestra.envs.registry import build_from_spec
 from palaestra.models.base import Model
 from palaestra.models.pool import ModelPool
 from palaestra.runner.episode import run_episode
+from palaestra.runner.multi import run_multi_episode
 
 
 @dataclass(frozen=True)
 class EpisodeJob:
-    """Everything needed to play one episode anywhere: plain data, picklable."""
+    """Everything needed to play one episode anywhere: plain data, picklable.
+
+    For a multi-agent environment ``agent_spec`` is a player mix (``greedy + sustainable*4``; see
+    ``palaestra.agents.players``).
+    """
 
     run_id: str
     env_spec: EnvSpec
@@ -58,11 +65,16 @@ class AsyncioExecutor:
         self.models = models if models is not None else ModelPool(model)
 
     async def play(self, job: EpisodeJob) -> Episode:
-        env = make_from_spec(job.env_spec)
+        env = build_from_spec(job.env_spec)
         env.models = self.models
         try:
-            agent = make_agent(job.agent_spec, env, self.model, seed=job.seed)
-            coro = run_episode(env, agent, job.seed, max_tokens=job.max_tokens)
+            coro: Coroutine[Any, Any, Episode]
+            if isinstance(env, MultiAgentEnv):
+                players = make_players(job.agent_spec, env, self.model, seed=job.seed)
+                coro = run_multi_episode(env, players, job.seed, max_tokens=job.max_tokens)
+            else:
+                agent = make_agent(job.agent_spec, env, self.model, seed=job.seed)
+                coro = run_episode(env, agent, job.seed, max_tokens=job.max_tokens)
             if job.timeout_s is None:
                 return await coro
             try:

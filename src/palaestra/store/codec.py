@@ -100,6 +100,9 @@ def turn_row(episode_id: int, index: int, turn: Turn, seed: int) -> dict[str, An
         "calls": dumps([_call_dict(c, with_tokens=i < len(calls) - 1) for i, c in enumerate(calls)], f"{where} calls")
         if calls
         else None,
+        "agent": turn.agent,
+        "round": turn.round,
+        "meta": dumps(turn.action.meta, f"{where} action meta") if turn.action.meta else None,
     }
 
 
@@ -123,6 +126,8 @@ def episode_row(run_id: str, episode: Episode, attempts: int) -> dict[str, Any]:
         "wall_s": float(episode.wall_s),
         "started_at": float(episode.started_at),
         "first_observation": episode.first_observation,
+        "players": None if episode.players is None else dumps(episode.players, f"seed {episode.seed} players"),
+        "metrics": dumps(episode.metrics, f"seed {episode.seed} metrics") if episode.metrics else None,
     }
 
 
@@ -161,7 +166,13 @@ def turn_from_row(row: Any) -> Turn:
             calls.append(_completion(entry, last_tokens))
     return Turn(
         observation=row.observation,
-        action=Action(text=row.action_text, raw=row.raw_output, parsed=bool(row.parsed), calls=tuple(calls)),
+        action=Action(
+            text=row.action_text,
+            raw=row.raw_output,
+            parsed=bool(row.parsed),
+            calls=tuple(calls),
+            meta=_loads(row.meta) or {},
+        ),
         step=Step(
             observation=row.next_observation,
             reward=row.reward,
@@ -169,6 +180,8 @@ def turn_from_row(row: Any) -> Turn:
             truncated=bool(row.truncated),
             info=json.loads(row.info),
         ),
+        agent=row.agent,
+        round=row.round,
     )
 
 
@@ -187,6 +200,8 @@ def episode_from_row(row: Any, env_id: str, turns: list[Turn]) -> Episode:
         error=row.error,
         wall_s=row.wall_s,
         started_at=row.started_at,
+        players=_loads(row.players),
+        metrics=_loads(row.metrics) or {},
     )
 
 
@@ -214,6 +229,8 @@ def export_record(lineage: dict[str, Any], episode_row_: Any, turns: list[Turn])
             "wall_s": episode_row_.wall_s,
             "started_at": episode_row_.started_at,
             "first_observation": episode_row_.first_observation,
+            "players": _loads(episode_row_.players),
+            "metrics": _loads(episode_row_.metrics),
         },
         "turns": [
             {
@@ -228,6 +245,9 @@ def export_record(lineage: dict[str, Any], episode_row_: Any, turns: list[Turn])
                 "truncated": t.step.truncated,
                 "info": t.step.info,
                 "next_observation": t.step.observation,
+                "agent": t.agent,
+                "round": t.round,
+                "meta": t.action.meta,
             }
             for i, t in enumerate(turns)
         ],

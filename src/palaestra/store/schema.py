@@ -23,8 +23,9 @@ from sqlalchemy import (
 )
 
 APP_NAME = "palaestra"
-# Bump when a table or column changes; ``Store`` refuses databases written by a newer schema.
-SCHEMA_VERSION = 1
+# Bump when a table or column changes; ``Store`` refuses databases written by a newer schema and upgrades
+# older ones in place (``MIGRATIONS``).
+SCHEMA_VERSION = 2
 
 RUN_STATUSES = ("running", "complete", "incomplete", "interrupted")  # incomplete: some episodes errored
 EPISODE_STATUSES = ("ok", "error")
@@ -83,6 +84,9 @@ episodes = Table(
     Column("wall_s", Double, nullable=False),
     Column("started_at", Double, nullable=False),
     Column("first_observation", Text, nullable=False),
+    # Multi-agent episodes: seat -> agent spec, and the environment's own metrics (JSON); NULL otherwise.
+    Column("players", Text),
+    Column("metrics", Text),
     # Its index (run_id first) also serves every "episodes of this run" query, so run_id needs no other.
     UniqueConstraint("run_id", "seed", name="uq_episodes_run_seed"),
 )
@@ -116,4 +120,18 @@ turns = Table(
     Column("latency_s", Double, nullable=False),
     Column("cached", Boolean, nullable=False),  # every call of the action came from the cache
     Column("calls", Text),  # JSON list, one object per model call; NULL when the action made none
+    Column("agent", Text),  # the acting player of a multi-agent episode; NULL for single-agent ones
+    Column("round", Integer),  # the environment step (round) a multi-agent action belonged to
+    Column("meta", Text),  # Action.meta as JSON (a team's members' answers, messages...); NULL when empty
 )
+
+# Columns each schema version added, applied in order to an older database when it is opened for writing.
+MIGRATIONS: dict[int, list[tuple[str, str, str]]] = {
+    2: [
+        ("episodes", "players", "TEXT"),
+        ("episodes", "metrics", "TEXT"),
+        ("turns", "agent", "TEXT"),
+        ("turns", "round", "INTEGER"),
+        ("turns", "meta", "TEXT"),
+    ],
+}

@@ -26,6 +26,7 @@ from palaestra.store.engine import check_sqlite_file, make_engine, resolve, tran
 from palaestra.store.schema import (
     APP_NAME,
     EPISODE_STATUSES,
+    MIGRATIONS,
     RUN_STATUSES,
     SCHEMA_VERSION,
     episodes,
@@ -213,8 +214,11 @@ class Store:
     def _open(self) -> None:
         # Look first without the write lock: opening an existing database must not queue behind writers.
         with self._read() as conn:
-            if self._check_schema(conn) is not None:
-                return
+            version = self._check_schema(conn)
+        if version is not None:
+            if version < SCHEMA_VERSION:
+                self._migrate(version)
+            return
         if self.readonly:
             raise StoreError(
                 f"{self.url} has no palaestra tables yet, so there is nothing to read. "
@@ -234,6 +238,27 @@ class Store:
                         {"key": "created_by", "value": _package_version()},
                     ],
                 )
+
+    def _migrate(self, version: int) -> None:
+        """Upgrade a database written by an older palaestra in place: add the columns later versions added.
+        Nothing stored is changed; the new columns are NULL for old rows (single-agent episodes)."""
+        if self.readonly:
+            raise StoreError(
+                f"{self.url} was written by an older palaestra (schema version {version}; this one uses "
+                f"{SCHEMA_VERSION}). Open it once without readonly (e.g. run `palaestra runs`) to upgrade it."
+            )
+        with self._write() as conn:
+            if self.backend == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK})
+            current = self._check_schema(conn)
+            if current is None or current >= SCHEMA_VERSION:
+                return  # another process upgraded it meanwhile
+            for step in range(current + 1, SCHEMA_VERSION + 1):
+                for table, column, kind in MIGRATIONS.get(step, []):
+                    existing = {c["name"] for c in inspect(conn).get_columns(table)}
+                    if column not in existing:
+                        conn.execute(text(f'ALTER TABLE {table} ADD COLUMN "{column}" {kind}'))
+            conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
     def _check_schema(self, conn: Connection) -> int | None:
         """The schema version of a palaestra database, None for an empty one; raise for anything else."""

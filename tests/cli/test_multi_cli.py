@@ -1,0 +1,52 @@
+"""The CLI on multi-agent environments: mixes with --agents, teams with --team, and `show` printing the
+environment's own metrics (in-process, real SQLite, the toy environments of palaestra.testing.toys)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from palaestra.cli import agent_specs, main
+from palaestra.testing.toys import register_toys
+
+register_toys()
+
+
+@pytest.fixture
+def db(tmp_path):
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_agent_specs_from_agent_agents_and_team():
+    assert agent_specs([], [], None) == ("prompt",)
+    assert agent_specs(["optimal"], ["greedy", "sustainable*4"], None) == ("optimal", "greedy + sustainable*4")
+    assert agent_specs([], ["prompt", "random*2"], "dylan:3") == ("dylan:3/prompt + random*2",)
+    assert agent_specs(["prompt", "optimal"], [], "independent:3") == ("independent:3/prompt", "optimal")
+
+
+def test_eval_a_mix_and_show_its_metrics(db):
+    result = invoke("eval", "toy-sum-v0", "--agents", "optimal", "--agents", "random*2", "-n", "4", "--db", db, "-q")
+    assert result.exit_code == 0, result.output
+    assert "agent=optimal + random*2" in result.output and "env metrics" in result.output
+    out = json.loads(invoke("eval", "toy-countdown-v0", "--agent", "optimal", "-n", "3", "--db", db, "--json").output)
+    (run,) = out["runs"]
+    assert run["metrics"]["success"][0] == 1.0 and run["return_by_agent"] == {"optimal": 0.0}
+    shown = json.loads(invoke("show", run["run_id"], "--db", db, "--json").output)["runs"][0]
+    assert shown["metrics"] == run["metrics"] and shown["lineage"]["env_spec"]["multi_agent"] is True
+    text = invoke("show", run["run_id"], "--db", db).output
+    assert "return by agent optimal 0.00" in text
+
+
+def test_bad_mix_is_a_clear_error(db):
+    result = CliRunner().invoke(main, ["eval", "toy-sum-v0", "--agents", "optimal*2", "--db", db, "-q"])
+    assert result.exit_code != 0 and "fills 2 seats but the environment has 3 players" in result.output
+
+
+def test_envs_marks_multi_agent_ids():
+    result = invoke("envs")
+    line = next(row for row in result.output.splitlines() if row.startswith("toy-sum-v0"))
+    assert " multi " in line
