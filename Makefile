@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/env_steps.py
 	$(BIN)/python benchmarks/rollout_throughput.py
 	$(BIN)/python benchmarks/prompt_validity.py
+	$(BIN)/python benchmarks/agentsnet_rounds.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

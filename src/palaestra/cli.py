@@ -195,6 +195,38 @@ def multi_agent_lines(summary: Any) -> list[str]:
     return lines
 
 
+def team_lines(summary: Any, summaries: Sequence[Any]) -> list[str]:
+    """`show` lines for a team run: its costs, and its errors against its members' first answers and, when a
+    run of one member alone (the member spec, e.g. 'prompt') on the same environment and seeds is shown
+    too, against that single agent."""
+    team = summary.team
+    if not team:
+        return []
+    lines = [
+        f"  team            {fmt(team['rounds_per_episode'], 1)} rounds, {fmt(team['messages_per_episode'], 1)} "
+        f"messages, {fmt(team['tokens_per_episode'], 0)} tokens per episode"
+    ]
+    amplification = team["error_amplification"]
+    lines.append(
+        f"  team errors     {fmt(team['error_rate'])} of episodes; members' first answers wrong "
+        f"{fmt(team['member_error_rate'])}; amplification {fmt(amplification)}x; "
+        f"{team['coordination_errors']} failures lost a right first answer"
+    )
+    member = summary.agent.partition("/")[2] or "prompt"
+    single = [
+        s
+        for s in summaries
+        if s.agent == member and s.env_id == summary.env_id and s.model == summary.model and s.success_rate is not None
+    ]
+    if single:
+        base = 1.0 - single[0].success_rate
+        ratio = fmt(team["error_rate"] / base) + "x" if base else "- (the single agent made no errors)"
+        lines.append(
+            f"  vs single agent error rate {fmt(base)} ({member}, run {single[0].run_id}): amplification {ratio}"
+        )
+    return lines
+
+
 def parse_env_args(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``[ENV:]KEY=VALUE`` strings to ``{env id or "*": {key: value}}``; values are JSON when they parse
     (numbers, true/false, null, lists), else plain strings."""
@@ -420,7 +452,7 @@ def eval_command(
         else:
             click.echo(leaderboard(summaries))
             for summary in summaries:
-                lines = multi_agent_lines(summary)
+                lines = multi_agent_lines(summary) + team_lines(summary, summaries)
                 if lines:
                     click.echo(f"\n{summary.run_id}  {summary.env_id}  agent={summary.agent}\n" + "\n".join(lines))
             if averages:
@@ -513,7 +545,7 @@ def show(run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
             inv = "-" if s.invalid_action_rate is None else f"{100 * s.invalid_action_rate:.1f}%"
             click.echo(f"  invalid actions {inv} of turns")
             click.echo(f"  per episode     {fmt(s.turns, 1)} turns, {fmt(s.tokens, 0)} tokens, {fmt(s.seconds, 2)} s")
-            for line in multi_agent_lines(s):
+            for line in multi_agent_lines(s) + team_lines(s, summaries):
                 click.echo(line)
             click.echo(
                 f"  lineage         {r.env_id} v{r.env_version} split={r.config.get('split')} seeds {seed_text}; "

@@ -50,3 +50,18 @@ def test_envs_marks_multi_agent_ids():
     result = invoke("envs")
     line = next(row for row in result.output.splitlines() if row.startswith("toy-sum-v0"))
     assert " multi " in line
+
+
+def test_team_runs_show_their_accounting_against_a_single_agent(db):
+    # Every member of the scripted team answers 7, as does the single agent: same errors, amplification 1.
+    model = ["--model", "scripted:cycle:Answer: 7", "-n", "4", "--db", db]
+    out = json.loads(invoke("eval", "reasoning-arithmetic-v0", "--team", "independent:3", *model, "--json").output)
+    (run,) = out["runs"]
+    team = run["team"]
+    assert run["agent"] == "independent:3/prompt" and team["episodes"] == 4
+    assert team["messages_per_episode"] == 3.0 and team["rounds_per_episode"] == 1.0
+    assert team["error_rate"] == 1.0 - run["success_rate"] == team["member_error_rate"]  # unanimous members
+    single = json.loads(invoke("eval", "reasoning-arithmetic-v0", "--agent", "prompt", *model, "--json").output)
+    assert single["runs"][0]["team"] is None
+    shown = invoke("show", run["run_id"], single["runs"][0]["run_id"], "--db", db).output
+    assert "team errors" in shown and f"(prompt, run {single['runs'][0]['run_id']})" in shown

@@ -13,7 +13,6 @@ from palaestra.envs import make, registered
 from palaestra.envs.base import Env, Policy
 from palaestra.testing import EnvCheckError, acheck_env, check_env
 
-
 # Built-in single-agent ids (not the toys of palaestra.testing that other test modules register).
 SINGLE = sorted(i for i, s in registered().items() if not s.multi_agent and s.entry_point.startswith("palaestra.envs."))
 

@@ -15,7 +15,6 @@ from palaestra.envs import make, registered
 from palaestra.envs.base import Env
 from palaestra.envs.gymnasium import GymnasiumAdapter, to_gymnasium
 
-
 # Built-in single-agent ids (multi-agent ones go through the PettingZoo adapter instead).
 SINGLE = sorted(i for i, s in registered().items() if not s.multi_agent and s.entry_point.startswith("palaestra.envs."))
 

@@ -13,20 +13,31 @@ MODEL_AGENTS = ("prompt",)
 
 
 def agent_choices(env: Env) -> list[str]:
-    """Agent specs valid for ``env``: the model agents plus its scripted policies."""
-    return [*MODEL_AGENTS, *env.scripted_policies()]
+    """Agent specs valid for ``env``: the model agents, the team topologies, and its scripted policies."""
+    from palaestra.teams.spec import TOPOLOGY_NAMES
+
+    return [*MODEL_AGENTS, *TOPOLOGY_NAMES, *env.scripted_policies()]
 
 
 def needs_model(spec: str) -> bool:
-    return spec.partition(":")[0] in MODEL_AGENTS
+    from palaestra.teams.spec import is_team_spec  # teams are built on agents: imported when needed
+
+    return spec.partition(":")[0] in MODEL_AGENTS or is_team_spec(spec)
 
 
 def make_agent(spec: str, env: Env, model: Model | None = None, *, seed: int = 0) -> Agent:
     """Build the agent named by ``spec`` for ``env``.
 
     ``prompt`` (options: ``prompt:temperature=0.7,history=4,max_tokens=32,template=NAME``) needs a model;
-    any other name is one of the environment's scripted policies (``optimal``, ``random``, ``noisy``...).
+    a team topology (``dylan:4``, ``independent:3/prompt:temperature=0.7``; see ``palaestra.teams``) needs
+    one too; any other name is one of the environment's scripted policies (``optimal``, ``random``...).
     """
+    from palaestra.teams.spec import is_team_spec
+
+    if is_team_spec(spec):
+        from palaestra.teams import make_team
+
+        return make_team(spec, env, model, seed=seed)
     name, _, options = spec.partition(":")
     if name == "prompt":
         if model is None:

@@ -50,6 +50,8 @@ class MultiAgentEnv(EnvBase, abc.ABC):
     mode: ClassVar[Mode] = "parallel"
     # The scripted policy whose play becomes a prompt agent's few-shot demonstrations.
     demo_policy: ClassVar[str] = "optimal"
+    # The keys ``reset(options=...)`` understands (adapters drop others, as PettingZoo expects).
+    reset_options: tuple[str, ...] = ()
     possible_agents: list[str]
     agents: list[str]
 
@@ -104,6 +106,7 @@ class _ModeConverter(MultiAgentEnv):
     source_mode: ClassVar[Mode]
 
     def __init__(self, env: MultiAgentEnv) -> None:
+        self.reset_options = env.reset_options
         if env.mode != self.source_mode:
             raise EnvError(f"{type(self).__name__} wraps a {self.source_mode} environment; {env.spec.id} is {env.mode}")
         self.env = env
@@ -262,6 +265,7 @@ class Channel:
         max_chars: int = 2000,
     ) -> None:
         self.agents = list(agents)
+        self._members = frozenset(self.agents)  # membership checks per message stay O(1) on 10,000 players
         self.neighbours = None if neighbours is None else {a: frozenset(n) for a, n in neighbours.items()}
         self.public, self.private, self.max_chars = public, private, max_chars
         self.messages: list[ChannelMessage] = []
@@ -270,11 +274,11 @@ class Channel:
         """The players ``sender`` may reach."""
         if self.neighbours is not None:
             return self.neighbours.get(sender, frozenset())
-        return frozenset(a for a in self.agents if a != sender)
+        return self._members - {sender}
 
     def send(self, sender: str, text: str, *, round: int, to: Sequence[str] | None = None) -> str | None:
         """Deliver a message, or return why it was refused (the caller turns that into an invalid action)."""
-        if sender not in self.agents:
+        if sender not in self._members:
             return f"{sender!r} is not a player"
         if len(text) > self.max_chars:
             return f"message of {len(text)} characters is over the limit of {self.max_chars}"

@@ -4,7 +4,8 @@
 ``turn_to_parallel``). Like the Gymnasium adapter it drives the async environment on a private event loop
 in a background thread. PettingZoo expects an action from every live agent each step; when the palaestra
 environment has only some players acting in a phase (GovSim's conversation: one speaker at a time), the
-actions of the others are ignored. Needs ``pip install pettingzoo`` (the ``pettingzoo`` extra).
+actions of the others are ignored. Reset options the environment does not declare in ``reset_options`` are
+dropped (PettingZoo's API test passes arbitrary ones). Needs ``pip install pettingzoo`` (the ``pettingzoo`` extra).
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class PettingZooAdapter(ParallelEnv[str, str, str]):
             self._rng = np.random.default_rng(seed)
         else:
             seed = int(self._rng.integers(2**31))
-        steps = self._run(self.palaestra_env.reset(seed=seed, options=options))
+        known = {k: v for k, v in (options or {}).items() if k in self.palaestra_env.reset_options}
+        steps = self._run(self.palaestra_env.reset(seed=seed, options=known or None))
         self.agents = list(self.palaestra_env.agents)
         return {a: self._observation(s) for a, s in steps.items()}, {a: dict(s.info) for a, s in steps.items()}
 

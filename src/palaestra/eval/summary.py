@@ -42,6 +42,8 @@ class RunSummary:
     metrics: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     return_by_agent: dict[str, float] = field(default_factory=dict)
     success_by_size: dict[int, tuple[float, int]] = field(default_factory=dict)
+    # Runs of a team (``dylan:3/prompt``...): its cost and error accounting (palaestra.teams.accounting).
+    team: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,7 +135,16 @@ def summarize(
         metrics=environment_metrics(ok),
         return_by_agent=return_by_agent(ok) if any(e.players for e in ok) else {},
         success_by_size=success_by_size(ok),
+        team=_team_account(ok),
     )
+
+
+def _team_account(episodes: Sequence[Episode]) -> dict[str, Any] | None:
+    if not any("topology" in t.action.meta for e in episodes for t in e.turns):
+        return None
+    from palaestra.teams.accounting import account
+
+    return account(episodes).to_dict()
 
 
 def summarize_run(store: Any, run_id: str) -> RunSummary:

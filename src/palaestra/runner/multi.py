@@ -54,9 +54,7 @@ async def run_multi_episode(
             if round_ == env.spec.max_turns:  # a correct environment ends by its own limit
                 raise RuntimeError(f"{env.spec.id} did not end within max_turns={env.spec.max_turns}")
             acting = env.acting()
-            actions = await asyncio.gather(
-                *(agents[p].act(views[p], histories[p], observations[p]) for p in acting)
-            )
+            actions = await asyncio.gather(*(agents[p].act(views[p], histories[p], observations[p]) for p in acting))
             steps = await env.step({p: a.text for p, a in zip(acting, actions, strict=True)})
             for player, action in zip(acting, actions, strict=True):
                 if player not in steps:
