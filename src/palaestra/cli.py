@@ -195,6 +195,26 @@ def multi_agent_lines(summary: Any) -> list[str]:
     return lines
 
 
+def size_table(summaries: Sequence[Any]) -> str | None:
+    """Success by number of players, when runs of one environment and agent differ only in it (AgentsNet's
+    graph sizes: one run per size, e.g. `--env-arg n_agents=50`); None when there is nothing to compare."""
+    groups: dict[tuple[str, str, str | None], list[Any]] = {}
+    for s in summaries:
+        if s.n_players is not None and s.success_rate is not None:
+            groups.setdefault((s.env_id, s.agent, s.model), []).append(s)
+    rows = [
+        (env, agent, s.n_players, s.episodes, fmt_ci(s.success_rate, s.success_ci), s.run_id)
+        for (env, agent, _), runs in groups.items()
+        if len({r.n_players for r in runs}) > 1
+        for s in sorted(runs, key=lambda r: r.n_players)
+    ]
+    if not rows:
+        return None
+    return "success by number of agents:\n" + table(
+        rows, ["env", "agent", "agents", "episodes", "success [95% CI]", "run"]
+    )
+
+
 def team_lines(summary: Any, summaries: Sequence[Any]) -> list[str]:
     """`show` lines for a team run: its costs, and its errors against its members' first answers and, when a
     run of one member alone (the member spec, e.g. 'prompt') on the same environment and seeds is shown
@@ -556,6 +576,9 @@ def show(run_ids: tuple[str, ...], db: str | None, as_json: bool) -> None:
             click.echo(
                 "\nnormalised score averaged over tasks (each task weighs the same):\n" + averages_table(averages)
             )
+        sizes = size_table(summaries)
+        if sizes:
+            click.echo("\n" + sizes)
     finally:
         store.close()
 

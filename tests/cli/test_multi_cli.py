@@ -65,3 +65,20 @@ def test_team_runs_show_their_accounting_against_a_single_agent(db):
     assert single["runs"][0]["team"] is None
     shown = invoke("show", run["run_id"], single["runs"][0]["run_id"], "--db", db).output
     assert "team errors" in shown and f"(prompt, run {single['runs'][0]['run_id']})" in shown
+
+
+def test_show_compares_success_by_number_of_agents(db):
+    ids = []
+    for n in (2, 5):
+        out = invoke(
+            "eval", "toy-sum-v0", "--env-arg", f"n_players={n}", "--agent", "optimal", "-n", "3", "--db", db, "--json"
+        )
+        (run,) = json.loads(out.output)["runs"]
+        assert run["n_players"] == n
+        ids.append(run["run_id"])
+    text = invoke("show", *ids, "--db", db).output
+    table = text[text.index("success by number of agents") :].splitlines()
+    # optimal says budget // players: with 2 players 6 + 6 = 12 fits the budget (12 to 15); with 5 players 2 each
+    assert [line.split()[2] for line in table[3:5]] == ["2", "5"] and all(
+        "1.00 [1.00, 1.00]" in line for line in table[3:5]
+    )

@@ -44,6 +44,8 @@ class RunSummary:
     success_by_size: dict[int, tuple[float, int]] = field(default_factory=dict)
     # Runs of a team (``dylan:3/prompt``...): its cost and error accounting (palaestra.teams.accounting).
     team: dict[str, Any] | None = None
+    # Multi-agent runs whose episodes all had the same number of seats: that number.
+    n_players: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,7 +138,13 @@ def summarize(
         return_by_agent=return_by_agent(ok) if any(e.players for e in ok) else {},
         success_by_size=success_by_size(ok),
         team=_team_account(ok),
+        n_players=_n_players(ok),
     )
+
+
+def _n_players(episodes: Sequence[Episode]) -> int | None:
+    sizes = {len(e.players) for e in episodes if e.players is not None}
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 def _team_account(episodes: Sequence[Episode]) -> dict[str, Any] | None:
