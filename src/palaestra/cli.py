@@ -226,10 +226,10 @@ def team_lines(summary: Any, summaries: Sequence[Any]) -> list[str]:
         f"  team            {fmt(team['rounds_per_episode'], 1)} rounds, {fmt(team['messages_per_episode'], 1)} "
         f"messages, {fmt(team['tokens_per_episode'], 0)} tokens per episode"
     ]
-    amplification = team["error_amplification"]
+    amplification = "-" if team["error_amplification"] is None else fmt(team["error_amplification"]) + "x"
     lines.append(
         f"  team errors     {fmt(team['error_rate'])} of episodes; members' first answers wrong "
-        f"{fmt(team['member_error_rate'])}; amplification {fmt(amplification)}x; "
+        f"{fmt(team['member_error_rate'])}; amplification {amplification}; "
         f"{team['coordination_errors']} failures lost a right first answer"
     )
     member = summary.agent.partition("/")[2] or "prompt"
