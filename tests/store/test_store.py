@@ -203,6 +203,7 @@ def test_a_version_1_database_is_upgraded_in_place(db_url: str) -> None:
         ("episodes", "players"),
     ]:
         sql(db_url, f'ALTER TABLE {table} DROP COLUMN "{column}"')
+    sql(db_url, "DROP TABLE checkpoints")  # added by version 3
     sql(db_url, "UPDATE palaestra_meta SET value = '1' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match=r"older palaestra .* Open it once without readonly"):
         Store(db_url, readonly=True)
@@ -215,6 +216,7 @@ def test_a_version_1_database_is_upgraded_in_place(db_url: str) -> None:
     assert meta["schema_version"] == str(SCHEMA_VERSION)
     with Store(db_url, readonly=True) as reader:
         assert len(reader.episodes(run_id)) == 1
+        assert reader.list_checkpoints() == []  # the table came with the upgrade
 
 
 def test_episodes_of_unknown_run(store: Store) -> None:
@@ -423,3 +425,34 @@ def test_the_code_in_docs_store_md_runs(tmp_path: Path, monkeypatch: pytest.Monk
     for block in blocks:
         exec(compile(block, str(docs), "exec"), {})
     assert (tmp_path / "runs.db").exists()
+
+
+def test_checkpoints_round_trip_and_update(store: Store) -> None:
+    from palaestra.store import CheckpointRecord
+
+    record = CheckpointRecord(
+        id="c-0a1b2c3d",
+        created_at=1_700_000_000.5,
+        status="training",
+        method="filtered-bc",
+        base_model="smollm2-135m",
+        env_ids=["maze-fo-v0"],
+        data_runs=["r-11111111", "r-22222222"],
+        config={"lr": 2e-4, "seeds": {"train": [0, 64]}, "note": AWKWARD},
+        metrics={"loss": [2.5, 1.25]},
+    )
+    store.save_checkpoint(record)
+    assert store.get_checkpoint("c-0a1b").config["note"] == AWKWARD
+    done = replace(record, status="promoted", metrics={**record.metrics, "gate": {"promoted": True}}, wall_s=12.5)
+    store.save_checkpoint(done)  # the same id: replaced, not duplicated
+    (only,) = store.list_checkpoints()
+    assert only == replace(done, package_version=only.package_version) and only.package_version
+    child = replace(record, id="c-ffff0000", parent="c-0a1b2c3d", created_at=record.created_at + 1)
+    store.save_checkpoint(child)
+    assert [c.id for c in store.list_checkpoints()] == ["c-ffff0000", "c-0a1b2c3d"]
+    with pytest.raises(StoreError, match="unknown checkpoint status 'great'"):
+        store.save_checkpoint(replace(record, status="great"))
+    with pytest.raises(StoreError, match="no checkpoint 'c-9'"):
+        store.get_checkpoint("c-9")
+    with pytest.raises(StoreError, match="ambiguous"):
+        store.get_checkpoint("c-")

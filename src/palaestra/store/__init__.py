@@ -4,6 +4,15 @@
 """
 
 from palaestra.store.schema import EPISODE_STATUSES, RUN_STATUSES, SCHEMA_VERSION
-from palaestra.store.store import RunRecord, Store, UnknownRunError
+from palaestra.store.store import CHECKPOINT_STATUSES, CheckpointRecord, RunRecord, Store, UnknownRunError
 
-__all__ = ["EPISODE_STATUSES", "RUN_STATUSES", "SCHEMA_VERSION", "RunRecord", "Store", "UnknownRunError"]
+__all__ = [
+    "CHECKPOINT_STATUSES",
+    "EPISODE_STATUSES",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "CheckpointRecord",
+    "RunRecord",
+    "Store",
+    "UnknownRunError",
+]

@@ -25,7 +25,7 @@ from sqlalchemy import (
 APP_NAME = "palaestra"
 # Bump when a table or column changes; ``Store`` refuses databases written by a newer schema and upgrades
 # older ones in place (``MIGRATIONS``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 RUN_STATUSES = ("running", "complete", "incomplete", "interrupted")  # incomplete: some episodes errored
 EPISODE_STATUSES = ("ok", "error")
@@ -124,6 +124,32 @@ turns = Table(
     Column("round", Integer),  # the environment step (round) a multi-agent action belonged to
     Column("meta", Text),  # Action.meta as JSON (a team's members' answers, messages...); NULL when empty
 )
+
+# Trained checkpoints and their lineage (written by `palaestra train` / `improve`; the weights themselves live
+# in the model registry directory named by ``path``). ``status``: training, ready, promoted, refused, failed.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("created_at", Double, nullable=False),
+    Column("finished_at", Double),
+    Column("status", String(16), nullable=False),
+    Column("method", String(32), nullable=False),  # sft, filtered-bc, evolve, dpo, grpo
+    Column("base_model", Text, nullable=False),  # the model spec the weights start from, e.g. smollm2-135m
+    Column("parent", Text),  # the parent checkpoint id, None when trained from the base model
+    Column("env_ids", Text, nullable=False),  # JSON list
+    Column("data_runs", Text, nullable=False),  # JSON list of the run ids its training data came from
+    Column("config", Text, nullable=False),  # JSON: the trainer config, seeds, splits
+    Column("metrics", Text, nullable=False),  # JSON: losses, per-round evaluations, the gate's verdict
+    Column("wall_s", Double),
+    Column("weights_hash", Text),
+    Column("path", Text),
+    Column("package_version", String(64), nullable=False),
+    Index("ix_checkpoints_created_at", "created_at"),
+)
+
+# Tables that later schema versions added: an older database lacks them until it is upgraded.
+TABLES_SINCE: dict[str, int] = {"checkpoints": 3}
 
 # Columns each schema version added, applied in order to an older database when it is opened for writing.
 MIGRATIONS: dict[int, list[tuple[str, str, str]]] = {

@@ -7,6 +7,7 @@ and the async runner calls them directly or through a thread.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import subprocess
@@ -29,6 +30,8 @@ from palaestra.store.schema import (
     MIGRATIONS,
     RUN_STATUSES,
     SCHEMA_VERSION,
+    TABLES_SINCE,
+    checkpoints,
     episodes,
     meta,
     metadata,
@@ -85,6 +88,58 @@ class RunRecord:
             "config": self.config,
             "parent_run_id": self.parent_run_id,
         }
+
+
+CHECKPOINT_STATUSES = ("training", "ready", "promoted", "refused", "failed")
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """One trained checkpoint and its lineage (a row of ``checkpoints``, JSON columns parsed).
+
+    ``parent`` is the checkpoint it was trained from (None: from ``base_model`` itself); ``data_runs`` the
+    runs its training data came from; ``config`` the trainer's configuration and seeds; ``metrics`` its
+    losses, per-round evaluations and the gate's verdict; ``path`` where the registry keeps its weights.
+    """
+
+    id: str
+    created_at: float
+    status: str
+    method: str
+    base_model: str
+    parent: str | None = None
+    env_ids: list[str] = field(default_factory=list)
+    data_runs: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    finished_at: float | None = None
+    wall_s: float | None = None
+    weights_hash: str | None = None
+    path: str | None = None
+    package_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _checkpoint_record(row: Any) -> CheckpointRecord:
+    return CheckpointRecord(
+        id=row.id,
+        created_at=row.created_at,
+        status=row.status,
+        method=row.method,
+        base_model=row.base_model,
+        parent=row.parent,
+        env_ids=json.loads(row.env_ids),
+        data_runs=json.loads(row.data_runs),
+        config=json.loads(row.config),
+        metrics=json.loads(row.metrics),
+        finished_at=row.finished_at,
+        wall_s=row.wall_s,
+        weights_hash=row.weights_hash,
+        path=row.path,
+        package_version=row.package_version,
+    )
 
 
 def _run_record(row: Any) -> RunRecord:
@@ -253,6 +308,7 @@ class Store:
             current = self._check_schema(conn)
             if current is None or current >= SCHEMA_VERSION:
                 return  # another process upgraded it meanwhile
+            metadata.create_all(conn, tables=[metadata.tables[t] for t in TABLES_SINCE], checkfirst=True)
             for step in range(current + 1, SCHEMA_VERSION + 1):
                 for table, column, kind in MIGRATIONS.get(step, []):
                     existing = {c["name"] for c in inspect(conn).get_columns(table)}
@@ -284,7 +340,8 @@ class Store:
                 f"{_package_version()} reads up to {SCHEMA_VERSION}). Upgrade palaestra: "
                 "pip install -U palaestra."
             )
-        missing = {t.name for t in metadata.sorted_tables} - tables
+        expected = {t.name for t in metadata.sorted_tables if TABLES_SINCE.get(t.name, 0) <= version}
+        missing = expected - tables
         if missing:
             raise StoreError(
                 f"{self.url} is a palaestra database but lacks the tables {', '.join(sorted(missing))}; "
@@ -391,6 +448,48 @@ class Store:
             query = query.limit(limit)
         with self._read() as conn:
             return [_run_record(row) for row in conn.execute(query)]
+
+    # ----------------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self, record: CheckpointRecord) -> None:
+        """Insert a checkpoint's row, or replace the row with the same id (its status and metrics change as
+        training and the gate go on)."""
+        if record.status not in CHECKPOINT_STATUSES:
+            raise StoreError(
+                f"unknown checkpoint status {record.status!r}; use one of {', '.join(CHECKPOINT_STATUSES)}"
+            )
+        row = {
+            **{k: v for k, v in record.to_dict().items() if k not in ("env_ids", "data_runs", "config", "metrics")},
+            "env_ids": codec.dumps(record.env_ids, "checkpoint env ids"),
+            "data_runs": codec.dumps(record.data_runs, "checkpoint data runs"),
+            "config": codec.dumps(record.config, "checkpoint config"),
+            "metrics": codec.dumps(record.metrics, "checkpoint metrics"),
+            "package_version": record.package_version or _package_version(),
+        }
+        with self._write() as conn:
+            conn.execute(delete(checkpoints).where(checkpoints.c.id == record.id))
+            conn.execute(insert(checkpoints).values(**row))
+
+    def get_checkpoint(self, ref: str) -> CheckpointRecord:
+        """The checkpoint with this id, or the only one whose id starts with it."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(checkpoints).where(checkpoints.c.id.startswith(ref, autoescape=True)).limit(11)
+            ).all()
+        exact = [r for r in rows if r.id == ref]
+        if exact or len(rows) == 1:
+            return _checkpoint_record((exact or rows)[0])
+        if not rows:
+            raise StoreError(f"no checkpoint {ref!r} in {self.url}; list them with `palaestra models list`")
+        raise StoreError(f"checkpoint id prefix {ref!r} is ambiguous in {self.url}: {', '.join(r.id for r in rows)}")
+
+    def list_checkpoints(self, *, limit: int | None = None) -> list[CheckpointRecord]:
+        """Checkpoints, newest first."""
+        query = select(checkpoints).order_by(checkpoints.c.created_at.desc(), checkpoints.c.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:
+            return [_checkpoint_record(row) for row in conn.execute(query)]
 
     # ----------------------------------------------------------------------- episodes
 
