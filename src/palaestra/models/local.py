@@ -321,6 +321,17 @@ class LocalModel:
         self._prefixes: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # prompt prefix -> its KV cache
         self._recent: deque[tuple[int, ...]] = deque(maxlen=RECENT_PROMPTS)
 
+    def apply_adapter(self, adapter_dir: str | Path) -> None:
+        """Merge a PEFT (LoRA) adapter into the weights, in place; the prefix cache starts afresh."""
+        try:
+            from peft import PeftModel
+        except ImportError as exc:
+            raise MissingDependencyError("loading a LoRA checkpoint", "pip install 'palaestra[train]'") from exc
+        merged = PeftModel.from_pretrained(self.model, str(adapter_dir)).merge_and_unload()
+        self.model = cast(Any, merged).to(self.device).eval()
+        self._prefixes.clear()
+        self._weights_hash = None
+
     @classmethod
     def embedded(cls, **options: Any) -> LocalModel:
         """The embedded SmolLM2-135M-Instruct (spec ``smollm2-135m``), converting it on first use."""

@@ -25,6 +25,7 @@ SPEC_FORMS = (
     "openai:<model>",
     "scripted:echo",
     "scripted:cycle:<reply>|<reply>|...",
+    "<local spec>+<checkpoint id>",
 )
 
 # The base URL must start with a scheme, so a model name may itself contain '@' (``claude@2024``).
@@ -55,6 +56,10 @@ def make_model(spec: str, *, cache: str | Path | bool | None = None, **options: 
 
 
 def _make_uncached(spec: str, options: dict[str, Any]) -> Model:
+    from palaestra.models.registry import split_spec
+
+    if split_spec(spec) is not None:
+        return _make_checkpoint(spec, options)
     kind, _, rest = spec.partition(":")
     if spec == EMBEDDED_SPEC:
         from palaestra.models.local import LocalModel
@@ -93,6 +98,39 @@ def _make_uncached(spec: str, options: dict[str, Any]) -> Model:
         SPEC_FORMS,
         hint="See docs/models.md for what each form means.",
     )
+
+
+def _make_checkpoint(spec: str, options: dict[str, Any]) -> Model:
+    """A local base model with a registry checkpoint (and its ancestors) applied: ``smollm2-135m+c-1a2b3c4d``."""
+    from palaestra.models.local import LocalModel
+    from palaestra.models.registry import Registry, split_spec
+
+    base_spec, ref = split_spec(spec) or ("", "")
+    registry = Registry(options.pop("registry", None))
+    chain = registry.chain(ref)
+    trained_on = chain[0].record.base_model
+    if trained_on != base_spec:
+        raise SpecError(
+            f"checkpoint {ref} was trained on {trained_on!r}, not {base_spec!r}: its weights only fit that base. "
+            f"Use '{trained_on}+{ref}'."
+        )
+    base = _make_uncached(base_spec, dict(options))
+    if not isinstance(base, LocalModel):
+        raise SpecError(f"checkpoints apply to local models only; {base_spec!r} is {type(base).__name__}")
+    expected = chain[0].base_weights_hash
+    if expected is not None and base.weights_hash != expected:
+        raise SpecError(
+            f"checkpoint {ref} was trained on {base_spec} with weights {expected}, but {base_spec} now has "
+            f"{base.weights_hash}; the adapter would not fit. Retrain it on these weights."
+        )
+    for checkpoint in chain:
+        if checkpoint.model_dir is not None:  # full fine-tuning: the weights replace everything before
+            base = LocalModel(checkpoint.model_dir, **{k: v for k, v in options.items() if k != "spec"})
+        elif checkpoint.adapter_dir is not None:
+            base.apply_adapter(checkpoint.adapter_dir)
+    base.spec = spec
+    base.weights_hash = chain[-1].record.weights_hash
+    return base
 
 
 def request_seed(request: ChatRequest) -> int | None:
