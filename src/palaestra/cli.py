@@ -841,5 +841,11 @@ from palaestra.dashboard.commands import dashboard, report  # noqa: E402
 main.add_command(report)
 main.add_command(dashboard)
 
+# Training with gated promotion, and the model registry (training libraries are imported inside).
+from palaestra.improve.commands import improve, models  # noqa: E402
+
+main.add_command(improve)
+main.add_command(models)
+
 if __name__ == "__main__":
     main()

@@ -53,6 +53,9 @@ class PromptConfig:
     # the train split (never an evaluated seed). Zero-shot, SmolLM2-135M echoes the observation instead of
     # acting on every maze seed tried; with two demonstrations its first replies are valid actions.
     shots: int = 2
+    # Which sample this agent is when several play the same seed at temperature > 0 (self-training explores
+    # k samples per seed): it shifts the sampling seed, nothing else.
+    sample: int = 0
 
     @classmethod
     def parse(cls, options: str) -> PromptConfig:
@@ -65,6 +68,7 @@ class PromptConfig:
             "max_tokens": int,
             "history": int,
             "shots": int,
+            "sample": int,
         }
         for item in filter(None, (part.strip() for part in options.split(","))):
             key, sep, value = item.partition("=")
@@ -201,7 +205,9 @@ class PromptAgent:
             temperature=self.config.temperature,
             top_p=self.config.top_p,
             max_tokens=self.config.max_tokens or env.action_tokens,
-            seed=self._seed * 1000 + len(history) if self.config.temperature > 0 else None,
+            seed=self._seed * 1000 + len(history) + 1_000_003 * self.config.sample
+            if self.config.temperature > 0
+            else None,
         )
         shots = await demonstrations(env, self.config.shots)
         request = ChatRequest(self.messages(env, history, observation, shots), sampling)
