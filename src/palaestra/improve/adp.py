@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from palaestra.core.errors import SpecError, StoreError
-from palaestra.core.types import Action, Completion, EnvSpec, Episode, Step, Turn, Usage
+from palaestra.core.types import Action, EnvSpec, Episode, Step, Turn
 from palaestra.store import RunRecord, Store
+from palaestra.store.codec import completion_from_dict, completion_to_dict
 
 ADP_VERSION = "1.2.0"
 # The schema versions whose files this reader accepts (ADP keeps 1.x backward compatible).
@@ -45,21 +46,6 @@ _LINEAGE_KEYS = ("status", "created_at", "finished_at", "package_version", "git_
 
 
 # --------------------------------------------------------------------------- export
-
-
-def _call_dict(call: Completion) -> dict[str, Any]:
-    return {
-        "text": call.text,
-        "model": call.model,
-        "finish_reason": call.finish_reason,
-        "prompt_tokens": call.usage.prompt_tokens,
-        "completion_tokens": call.usage.completion_tokens,
-        "latency_s": call.latency_s,
-        "cached": call.cached,
-        "prompt_token_ids": None if call.prompt_token_ids is None else list(call.prompt_token_ids),
-        "completion_token_ids": None if call.completion_token_ids is None else list(call.completion_token_ids),
-        "logprobs": None if call.logprobs is None else list(call.logprobs),
-    }
 
 
 def _observation(text: str) -> dict[str, Any]:
@@ -98,7 +84,7 @@ def episode_record(lineage: dict[str, Any], episode: Episode) -> dict[str, Any]:
             "action": turn.action.text,
             "raw": turn.action.raw,
             "parsed": turn.action.parsed,
-            "calls": [_call_dict(c) for c in turn.action.calls],
+            "calls": [completion_to_dict(c) for c in turn.action.calls],
             "terminated": turn.step.terminated,
             "truncated": turn.step.truncated,
             "info": turn.step.info,
@@ -201,22 +187,7 @@ def _episode_from_extension(record: dict[str, Any], ext: dict[str, Any], where: 
         out = []
         for i, t in enumerate(turns):
             observation, reply = content[2 * i], content[2 * i + 1]
-            calls = tuple(
-                Completion(
-                    text=c["text"],
-                    model=c["model"],
-                    finish_reason=c["finish_reason"],
-                    usage=Usage(c["prompt_tokens"], c["completion_tokens"]),
-                    latency_s=c["latency_s"],
-                    prompt_token_ids=None if c["prompt_token_ids"] is None else tuple(c["prompt_token_ids"]),
-                    completion_token_ids=(
-                        None if c["completion_token_ids"] is None else tuple(c["completion_token_ids"])
-                    ),
-                    logprobs=None if c["logprobs"] is None else tuple(float(v) for v in c["logprobs"]),
-                    cached=c["cached"],
-                )
-                for c in t["calls"]
-            )
+            calls = tuple(completion_from_dict(c) for c in t["calls"])
             out.append(
                 Turn(
                     observation=_text(observation, where),

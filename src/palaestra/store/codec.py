@@ -64,6 +64,16 @@ def _call_dict(call: Completion, *, with_tokens: bool) -> dict[str, Any]:
     return data
 
 
+def completion_to_dict(call: Completion) -> dict[str, Any]:
+    """One model call as JSON values, token ids and log-probabilities included (the export formats' form)."""
+    return _call_dict(call, with_tokens=True)
+
+
+def completion_from_dict(data: dict[str, Any]) -> Completion:
+    """The inverse of :func:`completion_to_dict`."""
+    return _completion(data, data)
+
+
 def _json_list(values: Sequence[Any] | None, what: str) -> str | None:
     return None if values is None else dumps(list(values), what)
 
@@ -239,7 +249,7 @@ def export_record(lineage: dict[str, Any], episode_row_: Any, turns: list[Turn])
                 "action": t.action.text,
                 "raw_output": t.action.raw,
                 "parsed": t.action.parsed,
-                "calls": [_call_dict(c, with_tokens=True) for c in t.action.calls],
+                "calls": [completion_to_dict(c) for c in t.action.calls],
                 "reward": t.step.reward,
                 "terminated": t.step.terminated,
                 "truncated": t.step.truncated,
