@@ -222,8 +222,9 @@ class Transcript:
                 clone = self.env.copy()
                 step = await clone.step(answers[key])
                 await clone.close()
-            except (PalaestraError, NotImplementedError, AttributeError) as exc:
-                # A player's view of a multi-agent game cannot be stepped alone: the answer stays unscored.
+            except PalaestraError as exc:
+                # A player's view of a multi-agent game, or a finished episode, cannot be stepped (EnvError):
+                # the answer stays unscored. Anything else is a bug and is not hidden here.
                 entry.update(reward=None, success=None, error=f"{type(exc).__name__}: {exc}"[:300])
             else:
                 success = step.info.get("success") if step.done else None
