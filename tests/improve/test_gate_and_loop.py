@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from palaestra.core.errors import SpecError
@@ -47,28 +46,6 @@ def test_gate_pairs_by_seed_and_leaves_errors_out() -> None:
     assert verdict.pairs == 2 and verdict.child_mean == -5.5 and verdict.parent_mean == -20.0
     nothing = paired_gate(parent, eps({5: 0.0}))
     assert not nothing.promoted and nothing.pairs == 0 and "nothing to compare" in nothing.reason
-
-
-@pytest.fixture(scope="module")
-def tiny_spec(tmp_path_factory: pytest.TempPathFactory, embedded_dir: Path) -> str:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(str(embedded_dir))
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    path = tmp_path_factory.mktemp("tiny-loop")
-    LlamaForCausalLM(config).save_pretrained(str(path))
-    tokenizer.save_pretrained(str(path))
-    return f"local:{path}"
 
 
 async def test_improve_refuses_a_checkpoint_that_is_not_better(tiny_spec: str, tmp_path: Path) -> None:

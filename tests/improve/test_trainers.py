@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
 from palaestra.core.errors import SpecError
 from palaestra.core.types import ChatRequest, Episode, Message, SamplingParams
-from palaestra.improve.trainers import SFT, TrainConfig, top_fraction
+from palaestra.improve.trainers import SFT, FilteredBC, FilteredBCConfig, TrainConfig, top_fraction
 from palaestra.models import make_model
 from palaestra.models.registry import Registry, new_checkpoint_id
 from palaestra.store import CheckpointRecord
@@ -23,31 +22,6 @@ from palaestra.store import CheckpointRecord
 class Example:
     input_ids: list[int]
     labels: list[int]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory, embedded_dir: Path) -> Path:
-    """A 2-layer Llama with SmolLM2's tokenizer and chat template, saved like any local model."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(str(embedded_dir))
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        initializer_range=0.5,  # a wide random init gives logits LoRA can move within a few dozen steps
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    path = tmp_path_factory.mktemp("tiny")
-    LlamaForCausalLM(config).save_pretrained(str(path))
-    tokenizer.save_pretrained(str(path))
-    return path
 
 
 def examples(tokenizer) -> list[Example]:
@@ -94,8 +68,10 @@ def test_training_on_nothing_is_refused(tiny_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "adapter").exists()
     with pytest.raises(SpecError, match="none of the 2 episodes finished ok"):
         top_fraction([Episode("maze-fo-v0", 0, status="error"), Episode("maze-fo-v0", 1, status="error")], 0.3)
-    kept = top_fraction([Episode("maze-fo-v0", s, total_return=float(s)) for s in range(10)], 0.3)
-    assert [e.seed for e in kept] == [9, 8, 7]
+    episodes = [Episode("maze-fo-v0", s, total_return=float(s)) for s in range(10)]
+    assert [e.seed for e in top_fraction(episodes, 0.3)] == [9, 8, 7]
+    assert FilteredBC(FilteredBCConfig(top_fraction=0.3)).select(episodes) == top_fraction(episodes, 0.3)
+    assert len(SFT().select([*episodes, Episode("maze-fo-v0", 10, status="error")])) == 10  # every ok one
 
 
 def _checkpoint(registry: Registry, base: str, source: Path, base_hash: str | None, parent: str | None = None):

@@ -17,7 +17,6 @@ to the store's ``checkpoints`` table.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sys
 import time
@@ -29,7 +28,7 @@ from typing import Any
 from palaestra.core.errors import SpecError
 from palaestra.core.types import Episode
 from palaestra.improve.gate import paired_gate
-from palaestra.improve.trainers import SFT, TrainConfig, TrainResult, top_fraction
+from palaestra.improve.trainers import SFT, FilteredBC, FilteredBCConfig, TrainConfig, TrainResult
 from palaestra.models.registry import Registry, new_checkpoint_id, split_spec
 from palaestra.runner import EvalConfig, evaluate
 from palaestra.store import CheckpointRecord, Store
@@ -113,7 +112,7 @@ async def _play(
     n: int,
     config: ImproveConfig,
     progress: bool,
-) -> tuple[list[str], list[Episode]]:
+) -> tuple[list[str], Sourced]:
     result = await evaluate(
         EvalConfig(
             envs=envs,
@@ -131,34 +130,32 @@ async def _play(
     return result.run_ids, _load(store, result.run_ids)
 
 
-def _examples(store: Store, runs: list[str], episodes: list[Episode], tokenizer: Any, agent: str) -> list[Any]:
-    """Training examples of ``episodes`` (which came from ``runs``), in the prompt format of ``agent``."""
+# Episodes with the id of the run they belong to (a run's environment spec rebuilds their prompts).
+Sourced = list[tuple[str, Episode]]
+
+
+def _load(store: Store, run_ids: list[str]) -> Sourced:
+    return [(run_id, e) for run_id in run_ids for e in store.episodes(run_id, with_turns=True)]
+
+
+def _episodes(sourced: Sourced) -> list[Episode]:
+    return [e for _, e in sourced]
+
+
+def _examples(store: Store, kept: Sourced, tokenizer: Any, agent: str) -> list[Any]:
+    """Training examples of the kept episodes, in the prompt format of ``agent``."""
     from palaestra.improve.examples import NoTrainingDataError, examples_from_episodes, prompt_config_for
 
     config = prompt_config_for(agent)
-    wanted = {id(e) for e in episodes}
     out: list[Any] = []
-    for run_id in runs:
+    for run_id in dict.fromkeys(r for r, _ in kept):
         run = store.get_run(run_id)
-        chosen = [e for e in _RUN_EPISODES.get(run.id, []) if id(e) in wanted]
+        chosen = [e for r, e in kept if r == run_id]
         out += examples_from_episodes(
-            chosen, tokenizer=tokenizer, env=run.env_spec, prompt_config=config, run_id=run.id
+            chosen, tokenizer=tokenizer, env=run.env_spec, prompt_config=config, run_id=run_id
         )
     if not out:
         raise NoTrainingDataError("nothing to train on: the chosen episodes have no agent turns")
-    return out
-
-
-# The episodes loaded for each run in this process (so a filtered subset can be traced back to its run).
-_RUN_EPISODES: dict[str, list[Episode]] = {}
-
-
-def _load(store: Store, run_ids: list[str]) -> list[Episode]:
-    out = []
-    for run_id in run_ids:
-        episodes = store.episodes(run_id, with_turns=True)
-        _RUN_EPISODES[run_id] = episodes
-        out += episodes
     return out
 
 
@@ -192,6 +189,11 @@ async def improve(
     model: Any = make_model(current)
     if not isinstance(model, LocalModel):
         raise SpecError(f"training needs a local model; {current!r} is {type(model).__name__}")
+    trainer = (
+        FilteredBC(FilteredBCConfig(**dataclasses.asdict(config.train), top_fraction=config.top_fraction))
+        if config.method == "filtered-bc"
+        else SFT(config.train)
+    )
     parent_val: list[Episode] | None = None  # played once data and training have worked (nothing is written before)
     try:
         for round_ in range(1, (config.rounds if config.method == "evolve" else 1) + 1):
@@ -202,31 +204,32 @@ async def improve(
                     f"{config.explore_seeds} training seeds"
                 )
                 runs: list[str] = []
-                episodes: list[Episode] = []
+                sourced: Sourced = []
                 for sample in range(config.samples):
                     agent = f"{config.agent},temperature={config.temperature},sample={sample}"
                     r, e = await _play(
                         store, config.envs, agent, model, "train", config.explore_seeds, config, progress
                     )
                     runs += r
-                    episodes += e
-                kept = [e for e in episodes if e.status == "ok" and e.success]
+                    sourced += e
+                kept = [(r, e) for r, e in sourced if e.status == "ok" and e.success]
                 if not kept:
                     raise SpecError(
-                        f"nothing to train on: none of the {len(episodes)} exploration episodes succeeded; "
+                        f"nothing to train on: none of the {len(sourced)} exploration episodes succeeded; "
                         "raise --samples or --temperature, or start from scripted data with --method filtered-bc"
                     )
             else:
                 if config.data:
                     runs = [store.get_run(r).id for r in config.data]
-                    episodes = _load(store, runs)
+                    sourced = _load(store, runs)
                 else:
                     say(f"data: the scripted {config.data_policy!r} policy on {config.data_episodes} training seeds")
-                    runs, episodes = await _play(
+                    runs, sourced = await _play(
                         store, config.envs, config.data_policy, None, "train", config.data_episodes, config, progress
                     )
-                kept = top_fraction(episodes, config.top_fraction if config.method == "filtered-bc" else 1.0)
-            examples = _examples(store, runs, kept, model.tokenizer, config.agent)
+                chosen = {id(e) for e in trainer.select(_episodes(sourced))}
+                kept = [(r, e) for r, e in sourced if id(e) in chosen]
+            examples = _examples(store, kept, model.tokenizer, config.agent)
             say(f"round {round_}: training on {len(examples)} turns of {len(kept)} episodes ({config.method})")
             # ------------------------------------------------------------ train
             _, parent_id = _base_and_parent(current)
@@ -250,7 +253,7 @@ async def improve(
             ) -> None:
                 learner = make_model(spec)  # a fresh copy: training changes the model it is given
                 assert isinstance(learner, LocalModel)
-                out["result"] = SFT(config.train).train(learner.model, learner.tokenizer, data, tmp, progress=progress)
+                out["result"] = trainer.train(learner.model, learner.tokenizer, data, tmp, progress=progress)
 
             checkpoint = registry.write(record, fill, base_weights_hash=_base_hash(registry, current, model))
             result = trained["result"]
@@ -263,14 +266,16 @@ async def improve(
                 say(
                     f"validation: the parent {current} on {config.validation_episodes} validation seeds per environment"
                 )
-                _, parent_val = await _play(
+                _, played = await _play(
                     store, config.envs, config.agent, model, "validation", config.validation_episodes, config, progress
                 )
+                parent_val = _episodes(played)
             child = make_model(checkpoint.spec)
             say(f"validation: {checkpoint.spec} on the same validation seeds")
-            child_runs, child_val = await _play(
+            child_runs, played = await _play(
                 store, config.envs, config.agent, child, "validation", config.validation_episodes, config, progress
             )
+            child_val = _episodes(played)
             gate = paired_gate(parent_val, child_val)
             say(("promoted: " if gate.promoted else "refused: ") + gate.reason)
             checkpoint = registry.update(
@@ -305,7 +310,7 @@ async def improve(
             runs_, episodes_ = await _play(
                 store, config.envs, config.agent, scored, "test", config.test_episodes, config, progress
             )
-            test[spec] = _scores(runs_, episodes_)
+            test[spec] = _scores(runs_, _episodes(episodes_))
             if scored is not model:
                 await scored.close()
     finally:
@@ -349,7 +354,3 @@ def _scores(run_ids: list[str], episodes: list[Episode]) -> dict[str, Any]:
         "success_rate": sum(success) / len(success) if success else None,
         "success_ci": bootstrap_ci(success) if success else None,
     }
-
-
-def improve_sync(config: ImproveConfig, store: Store, **kwargs: Any) -> ImproveResult:
-    return asyncio.run(improve(config, store, **kwargs))

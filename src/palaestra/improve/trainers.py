@@ -94,6 +94,10 @@ class SFT:
     def __init__(self, config: TrainConfig | None = None) -> None:
         self.config = config or TrainConfig()
 
+    def select(self, episodes: Sequence[Episode]) -> list[Episode]:
+        """The episodes to learn from: every ok one (an error if there is none)."""
+        return top_fraction(episodes, 1.0)
+
     def train(
         self, model: Any, tokenizer: Any, examples: Sequence[Any], output: Path, *, progress: bool = True
     ) -> TrainResult:
@@ -214,5 +218,6 @@ class FilteredBC(SFT):
         super().__init__(config or FilteredBCConfig())
 
     def select(self, episodes: Sequence[Episode]) -> list[Episode]:
+        """The best ``top_fraction`` of the ok episodes by return."""
         fraction = self.config.top_fraction if isinstance(self.config, FilteredBCConfig) else 1.0
         return top_fraction(episodes, fraction)
