@@ -150,14 +150,15 @@ class Registry:
 
     def chain(self, ref: str) -> list[Checkpoint]:
         """The checkpoint and its ancestors, root first (the order their weights apply in)."""
-        out: list[Checkpoint] = []
-        current: str | None = ref
-        while current is not None:
-            checkpoint = self.get(current)
-            if checkpoint in out:
+        by_id = {c.id: c for c in self.checkpoints()}  # one pass over the registry, not one per ancestor
+        out = [self.get(ref)]
+        while out[-1].record.parent is not None:
+            parent = out[-1].record.parent
+            if parent not in by_id:
+                raise SpecError(f"checkpoint {out[-1].id}'s parent {parent} is not in the registry at {self.root}")
+            if by_id[parent] in out:
                 raise SpecError(f"checkpoint {ref} has a cycle in its parents")
-            out.append(checkpoint)
-            current = checkpoint.record.parent
+            out.append(by_id[parent])
         return out[::-1]
 
     def clean_stale(self, older_than_s: float = 3600.0) -> int:
