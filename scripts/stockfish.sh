@@ -12,45 +12,9 @@
 # Progress goes to stderr so stdout stays machine-readable.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/binary.sh"
 
 say() { echo "stockfish.sh: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-find_stockfish() {
-    if [[ -n "${PALAESTRA_STOCKFISH:-}" ]]; then
-        [[ -x "$PALAESTRA_STOCKFISH" ]] || return 1
-        echo "$PALAESTRA_STOCKFISH"
-        return 0
-    fi
-    if command -v stockfish >/dev/null 2>&1; then
-        command -v stockfish
-        return 0
-    fi
-    if [[ -x /usr/games/stockfish ]]; then
-        echo /usr/games/stockfish
-        return 0
-    fi
-    return 1
-}
-
-install_stockfish() {
-    if [[ -n "${PALAESTRA_STOCKFISH:-}" ]]; then
-        die "PALAESTRA_STOCKFISH=$PALAESTRA_STOCKFISH is not an executable file; fix it or unset it"
-    fi
-    apt_install stockfish "Stockfish (then set PALAESTRA_STOCKFISH to its path if it is not on PATH)"
-}
-
-case "${1:-start}" in
-    start | env)
-        BIN="$(find_stockfish || true)"
-        if [[ -z "$BIN" ]]; then
-            install_stockfish
-            BIN="$(find_stockfish)" || die "the stockfish package was installed but no binary was found"
-        fi
-        if [[ "${1:-start}" == env ]]; then echo "export PALAESTRA_STOCKFISH=$BIN"; else echo "$BIN"; fi
-        ;;
-    path)
-        find_stockfish || { say "Stockfish is not installed; run: bash scripts/stockfish.sh"; exit 1; }
-        ;;
-    *) die "unknown command '$1'; use start (default), path or env" ;;
-esac
+binary_main Stockfish PALAESTRA_STOCKFISH stockfish "stockfish /usr/games/stockfish" "$@"
