@@ -204,3 +204,28 @@ async def test_evolve_explores_keeps_successes_trains_and_gates(
     first, second = sorted(checkpoints, key=lambda c: c.record.created_at)
     assert first.record.parent is None
     assert second.record.parent == (first.id if first.record.status == "promoted" else None)
+
+
+def test_the_improve_command_prints_rounds_and_test_scores(tiny_spec: str, tmp_path: Path) -> None:
+    from palaestra.cli import main
+
+    runner = CliRunner(env={"PALAESTRA_CHECKPOINTS": str(tmp_path / "registry")})
+    args = ["improve", "reasoning-arithmetic-v0", "--model", tiny_spec, "--data-episodes", "6", "--max-steps", "1"]
+    args += [
+        "--batch-size",
+        "2",
+        "--validation-episodes",
+        "2",
+        "--test-episodes",
+        "2",
+        "--db",
+        f"sqlite:///{tmp_path / 'c.db'}",
+    ]
+    result = runner.invoke(main, [*args, "-q"])
+    assert result.exit_code == 0, result.output
+    assert "refused: not better with 95% confidence" in result.output
+    assert f"{tiny_spec:<40} return 0.00 [0.00, 0.00]  success 0.00 [0.00, 0.00]  (2 episodes)" in result.output
+    assert f"final model: the parent, {tiny_spec}" in result.output
+    (listed,) = json.loads(runner.invoke(main, ["models", "list", "--json"]).output)
+    assert listed["status"] == "refused" and listed["spec"] == f"{tiny_spec}+{listed['id']}"
+    assert "refused" in runner.invoke(main, ["models", "list"]).output

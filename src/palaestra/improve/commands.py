@@ -9,21 +9,10 @@ import asyncio
 import json
 import time
 from datetime import datetime
-from typing import Any
 
 import click
 
 from palaestra.improve.loop import METHODS
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _ci(mean: float | None, ci: Any, digits: int = 2) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else f"{mean:.{digits}f}"
 
 
 @click.command(short_help="Train a model on its environment's trajectories; promote it only if it is better.")
@@ -141,6 +130,8 @@ def improve(
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, default=str))
         return
+    from palaestra.cli import fmt_ci  # the CLI's formatting (cli.py imports this module, so not at the top)
+
     click.echo("")
     for round_ in result.rounds:
         gate = round_.gate
@@ -154,8 +145,8 @@ def improve(
     click.echo("\ntest seeds (scored once):")
     for spec, scores in result.test.items():
         click.echo(
-            f"  {spec:<40} return {_ci(scores['mean_return'], scores['return_ci'])}  "
-            f"success {_ci(scores['success_rate'], scores['success_ci'])}  ({scores['episodes']} episodes)"
+            f"  {spec:<40} return {fmt_ci(scores['mean_return'], scores['return_ci'])}  "
+            f"success {fmt_ci(scores['success_rate'], scores['success_ci'])}  ({scores['episodes']} episodes)"
         )
     final = "the parent, " + result.parent if not result.promoted else result.final
     click.echo(f"\nfinal model: {final}  (wall time {result.wall_s / 60:.1f} min)")
@@ -171,6 +162,7 @@ def models() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def models_list(as_json: bool) -> None:
     """List the checkpoints, newest first, with their lineage."""
+    from palaestra.cli import fmt
     from palaestra.models.registry import Registry
 
     registry = Registry()
@@ -188,5 +180,5 @@ def models_list(as_json: bool) -> None:
         click.echo(
             f"{c.spec:<36} {r.status:<9} {r.method:<12} {created}  parent={r.parent or r.base_model}  "
             f"envs={','.join(r.env_ids)}  data={','.join(r.data_runs)}  "
-            f"validation diff={_fmt(gate.get('diff_mean'))}  wall={_fmt(r.wall_s, 0)} s"
+            f"validation diff={fmt(gate.get('diff_mean'))}  wall={fmt(r.wall_s, 0)} s"
         )
