@@ -118,3 +118,21 @@ async def test_evaluate_refuses_bad_mixes_before_creating_runs(tmp_path: Path) -
     with pytest.raises(SpecError, match="needs a model"):
         await evaluate(EvalConfig(envs=("toy-sum-v0",), agents=("prompt + random*2",)), store, progress=False)
     assert store.list_runs() == []
+
+
+async def test_when_one_player_fails_the_others_calls_are_cancelled() -> None:
+    import asyncio
+    import time
+
+    from palaestra.agents import PromptAgent, PromptConfig
+
+    env = make_multi("toy-sum-v0")
+    failing = ScriptedModel(["3"], fail_on_calls=[1])
+    slow = ScriptedModel(["3"], delay_s=30.0)
+    config = PromptConfig(shots=0)
+    agents = {"p0": PromptAgent(failing, config), "p1": PromptAgent(slow, config), "p2": PromptAgent(slow, config)}
+    started = time.perf_counter()
+    episode = await run_multi_episode(env, agents, seed=0)
+    assert episode.status == "error" and "scripted failure on call 1" in (episode.error or "")
+    assert time.perf_counter() - started < 10  # did not wait for the slow players
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []  # nothing left running

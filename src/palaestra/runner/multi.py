@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any
 
 from palaestra.agents.base import Agent
 from palaestra.core.errors import EnvError, ModelError
-from palaestra.core.types import Episode, Turn
+from palaestra.core.types import Action, Episode, Turn
 from palaestra.envs.multi import MultiAgentEnv, PlayerView
 
 
@@ -54,7 +55,7 @@ async def run_multi_episode(
             if round_ == env.spec.max_turns:  # a correct environment ends by its own limit
                 raise RuntimeError(f"{env.spec.id} did not end within max_turns={env.spec.max_turns}")
             acting = env.acting()
-            actions = await asyncio.gather(*(agents[p].act(views[p], histories[p], observations[p]) for p in acting))
+            actions = await _act_together([agents[p].act(views[p], histories[p], observations[p]) for p in acting])
             steps = await env.step({p: a.text for p, a in zip(acting, actions, strict=True)})
             for player, action in zip(acting, actions, strict=True):
                 if player not in steps:
@@ -83,3 +84,16 @@ async def run_multi_episode(
     finally:
         episode.wall_s = time.perf_counter() - started
     return episode
+
+
+async def _act_together(calls: list[Coroutine[Any, Any, Action]]) -> list[Action]:
+    """Every acting player's action, asked at once; when one fails, the others are cancelled rather than left
+    running (and calling their models) in the background."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
