@@ -107,3 +107,32 @@ def local_model(embedded_dir: Path) -> Iterator[object]:
     model = LocalModel(embedded_dir, spec="smollm2-135m")
     yield model
     asyncio.run(model.close())
+
+
+# --------------------------------------------------------------------------- documentation examples
+
+
+def _run_doc_block(code: str, label: str) -> None:
+    """Run a code block of the docs as a module of its own (so an entry point like f"{__name__}:MyEnv" in it
+    imports), then put the environment registry back exactly as it was."""
+    import re
+    import sys
+    import types
+
+    from palaestra.envs import registry
+
+    module = types.ModuleType("palaestra_doc_" + re.sub(r"\W", "_", label))
+    sys.modules[module.__name__] = module
+    saved = dict(registry._REGISTRY)
+    try:
+        exec(compile(code, label, "exec"), module.__dict__)
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved)
+        del sys.modules[module.__name__]
+
+
+@pytest.fixture
+def run_doc_block() -> object:
+    """``run_doc_block(code, label)``: see ``_run_doc_block``."""
+    return _run_doc_block

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -20,17 +18,8 @@ def test_the_doc_has_python_examples() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_doc_block_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
-    # A real module, so that entry points like f"{__name__}:GuessNumberEnv" in the example import.
-    module = types.ModuleType(f"palaestra_doc_block_{index}")
-    sys.modules[module.__name__] = module
-    before = set(registry.registered())
-    try:
-        exec(compile(BLOCKS[index], f"{DOC.name} block {index}", "exec"), module.__dict__)
-    finally:
-        for env_id in set(registry.registered()) - before:  # keep the global registry as it was
-            registry._REGISTRY.pop(env_id)
-        del sys.modules[module.__name__]
+def test_doc_block_runs(index: int, capsys: pytest.CaptureFixture[str], run_doc_block) -> None:
+    run_doc_block(BLOCKS[index], f"{DOC.name} block {index}")
     if "wordle.answers()" in BLOCKS[index]:
         # The quoted guess-count distribution is what the block prints.
         assert capsys.readouterr().out.strip() == "[(2, 70), (3, 1229), (4, 936), (5, 65)]"
@@ -56,10 +45,5 @@ def test_every_registered_environment_is_in_the_table_and_has_a_page() -> None:
 
 
 @pytest.mark.parametrize(("page", "index", "block"), TASK_BLOCKS, ids=[f"{p}-{i}" for p, i, _ in TASK_BLOCKS])
-def test_task_page_block_runs(page: str, index: int, block: str) -> None:
-    module = types.ModuleType(f"palaestra_task_doc_{page[:-3]}_{index}")
-    sys.modules[module.__name__] = module
-    try:
-        exec(compile(block, f"docs/envs/{page} block {index}", "exec"), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
+def test_task_page_block_runs(page: str, index: int, block: str, run_doc_block) -> None:
+    run_doc_block(block, f"docs/envs/{page} block {index}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import random
 import re
-import sys
-import types
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +14,7 @@ from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 from palaestra.core.errors import EnvError, SpecError
 from palaestra.core.types import Step
-from palaestra.envs import Channel, make, make_any, make_multi, parallel_to_turn, registered, registry, turn_to_parallel
+from palaestra.envs import Channel, make, make_any, make_multi, parallel_to_turn, registered, turn_to_parallel
 from palaestra.envs.multi import PlayerView
 from palaestra.envs.pettingzoo import to_pettingzoo
 from palaestra.testing import EnvCheckError, check_multi_env
@@ -232,16 +230,8 @@ DOC_BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"),
 
 
 @pytest.mark.parametrize("index", range(len(DOC_BLOCKS)))
-def test_multiagent_doc_blocks_run(index: int) -> None:
-    module = types.ModuleType(f"palaestra_multiagent_doc_{index}")  # a real module, for entry points
-    sys.modules[module.__name__] = module
-    before = set(registry.registered())
-    try:
-        exec(compile(DOC_BLOCKS[index], f"{DOC.name} block {index}", "exec"), module.__dict__)
-    finally:
-        for env_id in set(registry.registered()) - before - {"toy-sum-v0", "toy-countdown-v0"}:
-            registry._REGISTRY.pop(env_id)
-        del sys.modules[module.__name__]
+def test_multiagent_doc_blocks_run(index: int, run_doc_block) -> None:
+    run_doc_block(DOC_BLOCKS[index], f"{DOC.name} block {index}")
 
 
 def test_multiagent_doc_has_examples() -> None:

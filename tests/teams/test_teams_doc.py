@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -20,12 +18,7 @@ def test_the_doc_has_examples_with_output() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(PAIRS)))
-def test_doc_block_prints_what_the_doc_shows(index: int, capsys: pytest.CaptureFixture[str]) -> None:
+def test_doc_block_prints_what_the_doc_shows(index: int, capsys: pytest.CaptureFixture[str], run_doc_block) -> None:
     code, shown = PAIRS[index]
-    module = types.ModuleType(f"palaestra_teams_doc_{index}")
-    sys.modules[module.__name__] = module
-    try:
-        exec(compile(code, f"docs/teams.md block {index}", "exec"), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
+    run_doc_block(code, f"docs/teams.md block {index}")
     assert capsys.readouterr().out == shown
