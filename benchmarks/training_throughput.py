@@ -2,7 +2,7 @@
 the limit set by the machine's measured matmul speed, and episodes per second of self-training rollouts.
 
 Usage: python benchmarks/training_throughput.py [--steps 8] [--batch-size 8] [--env maze-fo-v0]
-                                                [--rollout-episodes 16] [--threads N]
+                                                [--rollout-episodes 16] [--grpo-steps 2] [--threads N]
 
 Prints, from one run:
 - the fp32 matmul speed (2048 x 2048 x 2048, best of 5), in GFLOP/s;
@@ -11,7 +11,10 @@ Prints, from one run:
   (matmul FLOP/s / (6 x parameters) tokens/s: a forward and backward pass cost about 6 FLOPs per parameter
   per token);
 - rollouts: ``--rollout-episodes`` exploration episodes of the model at temperature 0.7 (what ``evolve``
-  plays), in episodes and agent turns per second.
+  plays), in episodes and agent turns per second;
+- grpo: ``--grpo-steps`` GRPO steps of 2 seeds x a group of 4 episodes (``max_turns`` 10, the agent keeping
+  its whole history): rollout episodes per second while training, and the share of the step time the
+  rollouts take.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ async def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--env", default="maze-fo-v0")
     parser.add_argument("--rollout-episodes", type=int, default=16)
+    parser.add_argument("--grpo-steps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -108,6 +112,32 @@ async def main() -> None:
             f"{len(played) / seconds:.3f} episodes/s, {turns / seconds:.2f} turns/s"
         )
         await explorer.close()
+
+        if args.grpo_steps > 0:
+            from palaestra.envs import make
+            from palaestra.improve.grpo import GRPO, GRPOConfig
+
+            learner = make_model("smollm2-135m")
+            spec = make(args.env, max_turns=10).spec
+            grpo = GRPOConfig(max_steps=args.grpo_steps, group_size=4, seeds_per_step=2, warmup_ratio=0.0)
+            trained = GRPO(grpo).train(
+                learner.model,
+                learner.tokenizer,
+                spec,
+                spec.seeds("train", 16),
+                Path(tmp) / "grpo",
+                agent="prompt:shots=0,history=10,max_tokens=16",
+                progress=False,
+            )
+            roll = trained.log[-1]
+            print(
+                f"grpo: {trained.steps} steps x 8 episodes in {trained.wall_s:.1f} s; rollouts "
+                f"{roll['rollout_episodes']:.0f} episodes, {roll['turns_played']:.0f} turns "
+                f"({roll['turns_trained']:.0f} in the trained sequences) in {roll['rollout_wall_s']:.1f} s: "
+                f"{roll['rollout_episodes_per_s']:.3f} episodes/s, "
+                f"{roll['rollout_wall_s'] / trained.wall_s:.0%} of the training time"
+            )
+            await learner.close()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import sys
@@ -386,6 +387,29 @@ def env_arg_option(func: F) -> F:
     metavar="RUN",
     help="Play the missing and failed episodes of earlier runs instead of starting new ones (repeatable).",
 )
+@click.option(
+    "--executor",
+    "executor_kind",
+    type=click.Choice(["asyncio", "ray"]),
+    default="asyncio",
+    show_default=True,
+    help="Where episodes play: 'asyncio' in this process, or 'ray' on a Ray cluster (pip install "
+    "'palaestra[ray]'; episodes on worker actors, the model in replica actors; see docs/ray.md).",
+)
+@click.option(
+    "--address",
+    default=None,
+    metavar="HOST:PORT",
+    help="With --executor ray: the cluster's head, as `ray start --head` prints it. Default: start (or join) "
+    "a Ray instance on this machine.",
+)
+@click.option(
+    "--replicas",
+    default=1,
+    show_default=True,
+    help="With --executor ray: copies of the model, each a Ray actor batching its own requests (one GPU each "
+    "when the cluster has GPUs).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @db_option
 @json_option
@@ -405,6 +429,9 @@ def eval_command(
     max_tokens: int | None,
     timeout_s: float | None,
     resume_ids: tuple[str, ...],
+    executor_kind: str,
+    address: str | None,
+    replicas: int,
     quiet: bool,
     db: str | None,
     as_json: bool,
@@ -423,11 +450,21 @@ def eval_command(
         raise click.UsageError("name at least one environment (see `palaestra envs`), a --suite, or pass --resume RUN")
     if env_ids and resume_ids:
         raise click.UsageError("give either environments or --resume, not both")
+    if executor_kind != "ray" and (address is not None or replicas != 1):
+        raise click.UsageError("--address and --replicas place episodes on a Ray cluster: add --executor ray")
     store = open_store(db)
     progress = not quiet and not as_json
     try:
         if resume_ids:
-            coro = resume(resume_ids, store, concurrency=concurrency, progress=progress)
+            coro = resume(
+                resume_ids,
+                store,
+                concurrency=concurrency,
+                progress=progress,
+                executor_kind=executor_kind,
+                address=address,
+                replicas=replicas,
+            )
         else:
             config = EvalConfig(
                 envs=env_ids,
@@ -441,11 +478,17 @@ def eval_command(
                 max_tokens=max_tokens,
                 timeout_s=timeout_s,
                 env_kwargs=env_kwargs,
+                executor=executor_kind,
+                address=address,
+                replicas=replicas,
             )
             coro = evaluate(config, store, progress=progress)
         started = time.time()
+        # Ray's driver prints cluster events (a worker died, ...) on stdout: keep stdout for the results.
+        quiet_stdout = contextlib.redirect_stdout(sys.stderr) if executor_kind == "ray" else contextlib.nullcontext()
         try:
-            result = asyncio.run(coro)
+            with quiet_stdout:
+                result = asyncio.run(coro)
         except KeyboardInterrupt:
             interrupted = store.list_runs(limit=None, status="interrupted")
             runs = list(resume_ids) or [r.id for r in interrupted if r.created_at >= started]
@@ -846,6 +889,11 @@ from palaestra.improve.commands import improve, models  # noqa: E402
 
 main.add_command(improve)
 main.add_command(models)
+
+# Population simulations (numpy and the scenarios are imported inside the command).
+from palaestra.sim.commands import simulate  # noqa: E402
+
+main.add_command(simulate)
 
 if __name__ == "__main__":
     main()

@@ -118,7 +118,7 @@ def test_improve_on_an_all_failed_data_run_writes_nothing(tiny_spec: str, tmp_pa
     assert not registry.exists() or list(registry.iterdir()) == []
     with Store(db) as store:  # no evaluation or checkpoint was written
         assert [r.id for r in store.list_runs(limit=None)] == [run] and store.list_checkpoints() == []
-    with pytest.raises(SpecError, match="evolve explores with the model itself"):
+    with pytest.raises(SpecError, match="evolve plays with the model itself"):
         import asyncio
 
         asyncio.run(improve(ImproveConfig(envs=("maze-fo-v0",), method="evolve", data=("r-1",)), Store(db)))
@@ -229,3 +229,90 @@ def test_the_improve_command_prints_rounds_and_test_scores(tiny_spec: str, tmp_p
     (listed,) = json.loads(runner.invoke(main, ["models", "list", "--json"]).output)
     assert listed["status"] == "refused" and listed["spec"] == f"{tiny_spec}+{listed['id']}"
     assert "refused" in runner.invoke(main, ["models", "list"]).output
+
+
+async def test_dpo_pairs_scripted_runs_of_the_same_seeds_trains_and_gates(tiny_spec: str, tmp_path: Path) -> None:
+    from palaestra.runner import EvalConfig, evaluate
+
+    store = Store(f"sqlite:///{tmp_path / 'dpo.db'}")
+    data = await evaluate(
+        EvalConfig(envs=("maze-fo-v0",), agents=("optimal", "random"), episodes=4, split="train"),
+        store,
+        progress=False,
+    )
+    registry = Registry(tmp_path / "registry")
+    config = ImproveConfig(
+        envs=("maze-fo-v0",),
+        model=tiny_spec,
+        method="dpo",
+        data=tuple(data.run_ids),
+        max_turns=6,
+        validation_episodes=2,
+        test_episodes=2,
+        agent="prompt:shots=0,history=0,max_tokens=4",
+        train=TrainConfig(max_steps=2, batch_size=2, max_length=2048),
+    )
+    said: list[str] = []
+    result = await improve(config, store, registry=registry, progress=False, say=said.append)
+    (round_,) = result.rounds
+    (checkpoint,) = registry.checkpoints()
+    record = checkpoint.record
+    assert record.method == "dpo" and record.data_runs == data.run_ids
+    pairs = record.metrics["pairs"]
+    # the optimal policy reaches the goal, random wanders: on each of the 4 seeds they part at some turn
+    assert pairs["seeds"] == 4 and pairs["pairs"] == round_.examples and 1 <= round_.examples <= 4
+    assert any(m.startswith(f"round 1: dpo on {round_.examples} preference pairs from 4 seeds") for m in said)
+    assert len(record.metrics["train"]["losses"]) == 2 and record.status in ("promoted", "refused")
+
+
+async def test_grpo_plays_groups_stores_the_rollouts_and_gates(
+    tiny_spec: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import types
+
+    from test_dpo_grpo import LetterEnv  # tests/improve is on sys.path (pytest prepend mode)
+
+    from palaestra.core.types import InvalidActionRule
+    from palaestra.envs import registry as env_registry
+
+    module = types.ModuleType("tests_improve_letter")
+    module.LetterEnv = LetterEnv  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(env_registry, "_REGISTRY", dict(env_registry._REGISTRY))  # restored after the test
+    env_registry.register(
+        "letter-v0",
+        "tests_improve_letter:LetterEnv",
+        max_turns=2,
+        reward_range=(0.0, 2.0),
+        invalid_action=InvalidActionRule("penalty", 0.0),
+    )
+    store = Store(f"sqlite:///{tmp_path / 'grpo.db'}")
+    registry = Registry(tmp_path / "registry")
+    config = ImproveConfig(
+        envs=("letter-v0",),
+        model=tiny_spec,
+        method="grpo",
+        samples=2,
+        seeds_per_step=2,
+        explore_seeds=4,
+        validation_episodes=2,
+        test_episodes=2,
+        agent="prompt:shots=0,history=4,max_tokens=4",
+        train=TrainConfig(max_steps=3, max_length=2048),
+    )
+    result = await improve(config, store, registry=registry, progress=False, say=lambda _: None)
+    (round_,) = result.rounds
+    (checkpoint,) = registry.checkpoints()
+    runs = [store.get_run(r) for r in checkpoint.record.data_runs]
+    assert {r.config["purpose"] for r in runs} == {"rollout"} and {r.status for r in runs} == {"complete"}
+    assert all(r.config["checkpoint"] == checkpoint.id for r in runs)
+    episodes = [e for r in runs for e in store.episodes(r.id, with_turns=True)]
+    assert len(episodes) == 3 * 2 * 2 == round_.train["examples"]  # 3 steps x 2 seeds x a group of 2
+    assert {e.seed for e in episodes} <= {0, 1, 2, 3} and all(len(e.turns) == 2 for e in episodes)
+    for member in (0, 1):  # each member of a group has its runs, each seed at most once per run
+        mine = [r for r in runs if r.config["member"] == member]
+        assert sum(len(store.episodes(r.id)) for r in mine) == 6
+    assert checkpoint.record.method == "grpo" and len(checkpoint.record.metrics["train"]["losses"]) == 3
+    with pytest.raises(SpecError, match="grpo trains on one environment at a time"):
+        await improve(ImproveConfig(envs=("letter-v0", "maze-fo-v0"), method="grpo"), store)

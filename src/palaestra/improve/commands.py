@@ -27,16 +27,26 @@ from palaestra.improve.loop import METHODS
     help="The prompt agent the model plays as, in evaluation and in the prompts of text-only training data. "
     "Short prompts keep training affordable on a CPU.",
 )
-@click.option("--data", "data_runs", multiple=True, metavar="RUN", help="Runs to train on (sft, filtered-bc).")
+@click.option("--data", "data_runs", multiple=True, metavar="RUN", help="Runs to train on (sft, filtered-bc, dpo).")
 @click.option(
     "--data-policy", default="noisy", show_default=True, help="Scripted policy that makes data when no --data."
 )
 @click.option("--data-episodes", default=200, show_default=True, help="Training seeds the scripted policy plays.")
 @click.option("--top-fraction", default=0.3, show_default=True, help="filtered-bc: share of episodes kept, by return.")
-@click.option("--rounds", default=1, show_default=True, help="evolve: explore-train-gate rounds.")
-@click.option("--samples", default=4, show_default=True, help="evolve: episodes per training seed.")
-@click.option("--explore-seeds", default=32, show_default=True, help="evolve: training seeds per round.")
-@click.option("--temperature", default=0.7, show_default=True, help="evolve: sampling temperature while exploring.")
+@click.option("--rounds", default=1, show_default=True, help="evolve, dpo: explore-train-gate rounds.")
+@click.option(
+    "--samples", default=4, show_default=True, help="evolve, dpo: episodes per training seed; grpo: the group size."
+)
+@click.option(
+    "--explore-seeds", default=32, show_default=True, help="evolve, dpo: training seeds per round; grpo: seed pool."
+)
+@click.option(
+    "--temperature", default=0.7, show_default=True, help="evolve, dpo, grpo: sampling temperature while exploring."
+)
+@click.option("--beta", default=0.1, show_default=True, help="dpo: strength of the pull towards the parent.")
+@click.option("--margin", default=0.0, show_default=True, help="dpo: least return gap between paired episodes.")
+@click.option("--seeds-per-step", default=2, show_default=True, help="grpo: seeds (groups) per optimiser step.")
+@click.option("--max-turns", type=int, default=None, help="Cap the environment's turns (shorter episodes).")
 @click.option("--validation-episodes", default=20, show_default=True, help="Validation seeds for the gate.")
 @click.option("--test-episodes", default=20, show_default=True, help="Test seeds, scored once at the end.")
 @click.option("--lr", "learning_rate", default=5e-4, show_default=True, help="Learning rate.")
@@ -64,6 +74,10 @@ def improve(
     samples: int,
     explore_seeds: int,
     temperature: float,
+    beta: float,
+    margin: float,
+    seeds_per_step: int,
+    max_turns: int | None,
     validation_episodes: int,
     test_episodes: int,
     learning_rate: float,
@@ -82,7 +96,11 @@ def improve(
     """Improve MODEL on ENV by training its weights, with gated promotion.
 
     It trains on training seeds (scripted data for sft and filtered-bc unless --data names runs; the
-    model's own successful episodes for evolve), evaluates the checkpoint against its parent on validation
+    model's own successful episodes for evolve; pairs of a better and a worse episode of one seed, at the
+    turn where they part, for dpo (the model's own samples unless --data names runs); for grpo, episodes
+    the model plays during training, groups of --samples per seed, with the episode return as the reward;
+    grpo trains on whole episodes, so give the agent its history, e.g. --agent prompt:history=20,shots=0),
+    evaluates the checkpoint against its parent on validation
     seeds with a paired bootstrap, promotes it only if it is better with 95% confidence (otherwise the
     parent is kept and the reason printed), and finally scores the test seeds once. Every checkpoint is
     kept in the model registry (`palaestra models list`) with its lineage, usable as MODEL+CHECKPOINT.
@@ -105,6 +123,10 @@ def improve(
         samples=samples,
         explore_seeds=explore_seeds,
         temperature=temperature,
+        beta=beta,
+        margin=margin,
+        seeds_per_step=seeds_per_step,
+        max_turns=max_turns,
         validation_episodes=validation_episodes,
         test_episodes=test_episodes,
         concurrency=concurrency,
@@ -136,8 +158,12 @@ def improve(
     for round_ in result.rounds:
         gate = round_.gate
         verdict = "promoted" if gate["promoted"] else "refused"
+        what = {
+            "dpo": f"{round_.examples} preference pairs",
+            "grpo": f"{round_.train['examples']} rollout episodes",
+        }.get(result.method, f"{round_.examples} turns of {round_.episodes_kept} episodes")
         click.echo(
-            f"round checkpoint {round_.checkpoint}: {round_.examples} turns of {round_.episodes_kept} episodes, "
+            f"round checkpoint {round_.checkpoint}: {what}, "
             f"{round_.train['steps']} steps in {round_.train['wall_s']:.0f} s "
             f"({round_.train['tokens_per_s']:.0f} tokens/s), loss {round_.train['losses'][0]:.3f} -> "
             f"{round_.train['losses'][-1]:.3f}; {verdict}: {gate['reason']}"

@@ -8,6 +8,13 @@ Methods:
 - ``evolve``: rounds of explore (the current model samples ``samples`` episodes per training seed at
   ``temperature``), keep the successful ones, fine-tune, gate (AgentGym's AgentEvol, LMRL-Gym's online
   filtered BC); the next round starts from the promoted model.
+- ``dpo``: preference pairs of a better and a worse episode of the same seed at the turn where they part
+  (``palaestra.improve.preferences``), from the given runs or, by default, from exploration as in ``evolve``;
+  rounds as in ``evolve`` (iterative DPO).
+- ``grpo``: online RL with the environment in the loop (``palaestra.improve.grpo``): every step the model
+  plays ``samples`` episodes on each of ``seeds_per_step`` training seeds (out of the first
+  ``explore_seeds``), episode return as the reward; the rollout episodes are stored as runs of purpose
+  ``rollout``.
 
 The data of ``sft`` and ``filtered-bc`` is given runs (``data``) or, by default, the environment's scripted
 ``noisy`` policy on training seeds (LMRL-Gym's dataset policy). Every trained checkpoint goes to the registry
@@ -27,13 +34,23 @@ from typing import Any
 
 from palaestra.core.errors import SpecError
 from palaestra.core.types import Episode
+from palaestra.envs.registry import make_any
 from palaestra.improve.gate import paired_gate
-from palaestra.improve.trainers import SFT, FilteredBC, FilteredBCConfig, TrainConfig, TrainResult
+from palaestra.improve.grpo import GRPO, GRPOConfig
+from palaestra.improve.trainers import (
+    DPO,
+    SFT,
+    DPOConfig,
+    FilteredBC,
+    FilteredBCConfig,
+    TrainConfig,
+    TrainResult,
+)
 from palaestra.models.registry import Registry, new_checkpoint_id, split_spec
 from palaestra.runner import EvalConfig, evaluate
 from palaestra.store import CheckpointRecord, Store
 
-METHODS = ("sft", "filtered-bc", "evolve")
+METHODS = ("sft", "filtered-bc", "evolve", "dpo", "grpo")
 
 
 @dataclass(frozen=True)
@@ -49,10 +66,13 @@ class ImproveConfig:
     data_policy: str = "noisy"
     data_episodes: int = 200
     top_fraction: float = 0.3
-    rounds: int = 1  # evolve
-    samples: int = 4  # evolve: episodes per training seed
-    explore_seeds: int = 32  # evolve: training seeds explored per round
-    temperature: float = 0.7  # evolve: sampling temperature while exploring
+    rounds: int = 1  # evolve, dpo
+    samples: int = 4  # evolve, dpo: episodes per training seed; grpo: the group size
+    explore_seeds: int = 32  # evolve, dpo: training seeds explored per round; grpo: the seeds drawn from
+    temperature: float = 0.7  # evolve, dpo, grpo: sampling temperature while exploring
+    beta: float = 0.1  # dpo: strength of the pull towards the parent
+    margin: float = 0.0  # dpo: pairs only from episodes whose returns differ by more than this
+    seeds_per_step: int = 2  # grpo
     validation_episodes: int = 20
     test_episodes: int = 20
     max_turns: int | None = None
@@ -83,6 +103,7 @@ class ImproveResult:
     parent: str
     final: str
     promoted: bool
+    method: str
     rounds: list[RoundResult]
     test: dict[str, Any]
     wall_s: float
@@ -172,8 +193,10 @@ async def improve(
 
     if config.method not in METHODS:
         raise SpecError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
-    if config.method == "evolve" and config.data:
-        raise SpecError("evolve explores with the model itself; it takes no --data runs")
+    if config.method in ("evolve", "grpo") and config.data:
+        raise SpecError(f"{config.method} plays with the model itself; it takes no --data runs")
+    if config.method == "grpo" and len(config.envs) != 1:
+        raise SpecError("grpo trains on one environment at a time; name one ENV")
     registry = registry or Registry()
     registry.clean_stale()
 
@@ -189,21 +212,27 @@ async def improve(
     model: Any = make_model(current)
     if not isinstance(model, LocalModel):
         raise SpecError(f"training needs a local model; {current!r} is {type(model).__name__}")
-    trainer = (
-        FilteredBC(FilteredBCConfig(**dataclasses.asdict(config.train), top_fraction=config.top_fraction))
-        if config.method == "filtered-bc"
-        else SFT(config.train)
-    )
+    trainer = _trainer(config)
     parent_val: list[Episode] | None = None  # played once data and training have worked (nothing is written before)
     try:
-        for round_ in range(1, (config.rounds if config.method == "evolve" else 1) + 1):
+        for round_ in range(1, (config.rounds if config.method in ("evolve", "dpo") else 1) + 1):
             # ------------------------------------------------------------ data
-            if config.method == "evolve":
+            runs: list[str] = []
+            kept: Sourced = []
+            data: Any = None  # what the trainer takes: examples, preference pairs, or training seeds
+            if config.method == "grpo":
+                env_spec = _env_spec(config)
+                seeds = env_spec.seeds("train", config.explore_seeds)
+                data = seeds
+                say(
+                    f"round {round_}: grpo on {len(seeds)} training seeds, {config.seeds_per_step} seeds x "
+                    f"{config.samples} episodes per step"
+                )
+            elif config.method == "evolve" or (config.method == "dpo" and not config.data):
                 say(
                     f"round {round_}: exploring with {current}, {config.samples} samples on each of "
                     f"{config.explore_seeds} training seeds"
                 )
-                runs: list[str] = []
                 sourced: Sourced = []
                 for sample in range(config.samples):
                     agent = f"{config.agent},temperature={config.temperature},sample={sample}"
@@ -212,12 +241,15 @@ async def improve(
                     )
                     runs += r
                     sourced += e
-                kept = [(r, e) for r, e in sourced if e.status == "ok" and e.success]
-                if not kept:
-                    raise SpecError(
-                        f"nothing to train on: none of the {len(sourced)} exploration episodes succeeded; "
-                        "raise --samples or --temperature, or start from scripted data with --method filtered-bc"
-                    )
+                if config.method == "evolve":
+                    kept = [(r, e) for r, e in sourced if e.status == "ok" and e.success]
+                    if not kept:
+                        raise SpecError(
+                            f"nothing to train on: none of the {len(sourced)} exploration episodes succeeded; "
+                            "raise --samples or --temperature, or start from scripted data with --method filtered-bc"
+                        )
+                else:
+                    kept = [(r, e) for r, e in sourced if e.status == "ok"]
             else:
                 if config.data:
                     runs = [store.get_run(r).id for r in config.data]
@@ -227,10 +259,22 @@ async def improve(
                     runs, sourced = await _play(
                         store, config.envs, config.data_policy, None, "train", config.data_episodes, config, progress
                     )
-                chosen = {id(e) for e in trainer.select(_episodes(sourced))}
-                kept = [(r, e) for r, e in sourced if id(e) in chosen]
-            examples = _examples(store, kept, model.tokenizer, config.agent)
-            say(f"round {round_}: training on {len(examples)} turns of {len(kept)} episodes ({config.method})")
+                if isinstance(trainer, SFT):
+                    chosen = {id(e) for e in trainer.select(_episodes(sourced))}
+                    kept = [(r, e) for r, e in sourced if id(e) in chosen]
+                else:
+                    kept = [(r, e) for r, e in sourced if e.status == "ok"]
+            pair_stats: dict[str, Any] = {}
+            if config.method == "dpo":
+                data, stats = _pairs(store, kept, model.tokenizer, config)
+                pair_stats = dataclasses.asdict(stats)
+                say(
+                    f"round {round_}: dpo on {len(data)} preference pairs from {stats.seeds} seeds "
+                    f"({stats.compared} episode pairs compared)"
+                )
+            elif config.method != "grpo":
+                data = _examples(store, kept, model.tokenizer, config.agent)
+                say(f"round {round_}: training on {len(data)} turns of {len(kept)} episodes ({config.method})")
             # ------------------------------------------------------------ train
             _, parent_id = _base_and_parent(current)
             record = CheckpointRecord(
@@ -247,18 +291,45 @@ async def improve(
             )
             trained: dict[str, TrainResult] = {}
             train_started = time.perf_counter()
+            rollouts = _Rollouts(store, config, current, record.id) if config.method == "grpo" else None
 
             def fill(
-                tmp: Path, spec: str = current, data: list[Any] = examples, out: dict[str, TrainResult] = trained
+                tmp: Path,
+                spec: str = current,
+                data: Any = data,
+                out: dict[str, TrainResult] = trained,
+                rollouts: _Rollouts | None = rollouts,
             ) -> None:
                 learner = make_model(spec)  # a fresh copy: training changes the model it is given
                 assert isinstance(learner, LocalModel)
-                out["result"] = trainer.train(learner.model, learner.tokenizer, data, tmp, progress=progress)
+                if isinstance(trainer, GRPO):
+                    assert rollouts is not None
+                    out["result"] = trainer.train(
+                        learner.model,
+                        learner.tokenizer,
+                        _env_spec(config),
+                        data,
+                        tmp,
+                        agent=config.agent,
+                        on_episode=rollouts.keep,
+                        progress=progress,
+                    )
+                else:
+                    out["result"] = trainer.train(learner.model, learner.tokenizer, data, tmp, progress=progress)
 
-            checkpoint = registry.write(record, fill, base_weights_hash=_base_hash(registry, current, model))
+            try:
+                checkpoint = registry.write(record, fill, base_weights_hash=_base_hash(registry, current, model))
+            finally:
+                if rollouts is not None:
+                    rollouts.finish("complete" if trained else "interrupted")
             result = trained["result"]
+            if rollouts is not None:
+                runs = rollouts.runs
             checkpoint = registry.update(
-                checkpoint, wall_s=time.perf_counter() - train_started, metrics={"train": result.to_dict()}
+                checkpoint,
+                wall_s=time.perf_counter() - train_started,
+                data_runs=runs,
+                metrics={"train": result.to_dict(), **({"pairs": pair_stats} if pair_stats else {})},
             )
             store.save_checkpoint(checkpoint.record)
             # ------------------------------------------------------------ gate
@@ -290,7 +361,7 @@ async def improve(
                     checkpoint=checkpoint.id,
                     data_runs=runs,
                     episodes_kept=len(kept),
-                    examples=len(examples),
+                    examples=len(data),
                     train=result.to_dict(),
                     validation_runs={"child": child_runs},
                     gate=gate.to_dict(),
@@ -317,12 +388,90 @@ async def improve(
         await model.close()
     return ImproveResult(
         parent=config.model,
+        method=config.method,
         final=current,
         promoted=current != config.model,
         rounds=rounds,
         test=test,
         wall_s=time.perf_counter() - started,
     )
+
+
+def _trainer(config: ImproveConfig) -> SFT | DPO | GRPO:
+    shared = dataclasses.asdict(config.train)
+    if config.method == "filtered-bc":
+        return FilteredBC(FilteredBCConfig(**shared, top_fraction=config.top_fraction))
+    if config.method == "dpo":
+        return DPO(DPOConfig(**shared, beta=config.beta, margin=config.margin))
+    if config.method == "grpo":
+        return GRPO(
+            GRPOConfig(
+                **shared,
+                group_size=config.samples,
+                seeds_per_step=config.seeds_per_step,
+                temperature=config.temperature,
+            )
+        )
+    return SFT(config.train)
+
+
+def _pairs(store: Store, kept: Sourced, tokenizer: Any, config: ImproveConfig) -> tuple[list[Any], Any]:
+    """Preference pairs of the kept episodes, each episode's turns in the prompt format of ``config.agent``."""
+    from palaestra.improve.examples import examples_from_episodes, prompt_config_for
+    from palaestra.improve.preferences import preference_pairs
+
+    prompt = prompt_config_for(config.agent)
+    specs = {run_id: store.get_run(run_id).env_spec for run_id in dict.fromkeys(r for r, _ in kept)}
+    sourced = [
+        (run_id, e, examples_from_episodes([e], tokenizer=tokenizer, env=specs[run_id], prompt_config=prompt))
+        for run_id, e in kept
+    ]
+    return preference_pairs(sourced, margin=config.margin)
+
+
+def _env_spec(config: ImproveConfig) -> Any:
+    """The spec of the (single) environment grpo plays, with ``max_turns`` applied."""
+    overrides = {"max_turns": config.max_turns} if config.max_turns is not None else {}
+    return make_any(config.envs[0], **overrides).spec
+
+
+class _Rollouts:
+    """Keeps grpo's rollout episodes in runs of purpose ``rollout``. A run holds one episode per seed, so each
+    member of a seed's group has its own run, and a new one starts when a seed comes round again."""
+
+    def __init__(self, store: Store, config: ImproveConfig, model: str, checkpoint: str) -> None:
+        self.store, self.config, self.model, self.checkpoint = store, config, model, checkpoint
+        self.runs: list[str] = []
+        self._open: dict[int, tuple[str, set[int]]] = {}  # group member -> (run id, seeds in it)
+
+    def keep(self, episode: Episode, step: int, member: int) -> None:
+        current = self._open.get(member)
+        if current is None or episode.seed in current[1]:
+            if current is not None:
+                self.store.finish_run(current[0], "complete")
+            run_id = self.store.create_run(
+                env_spec=_env_spec(self.config),
+                agent_spec=f"{self.config.agent},temperature={self.config.temperature}",
+                model_spec=self.model,
+                weights_hash=None,  # the weights change every step
+                config={
+                    "purpose": "rollout",
+                    "method": "grpo",
+                    "checkpoint": self.checkpoint,
+                    "member": member,
+                    "first_step": step,
+                },
+                name=f"grpo rollouts of {self.checkpoint}, group member {member}",
+            )
+            current = self._open[member] = (run_id, set())
+            self.runs.append(run_id)
+        self.store.record_episode(current[0], episode)
+        current[1].add(episode.seed)
+
+    def finish(self, status: str) -> None:
+        for run_id, _ in self._open.values():
+            self.store.finish_run(run_id, status)
+        self._open.clear()
 
 
 def _version() -> str:

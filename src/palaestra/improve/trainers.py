@@ -110,7 +110,6 @@ class SFT:
         _require_trl()
         import torch
         from datasets import Dataset
-        from peft import LoraConfig
         from trl import SFTConfig, SFTTrainer
 
         cfg = self.config
@@ -131,38 +130,8 @@ class SFT:
         )
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        args = SFTConfig(
-            output_dir=str(output / "trainer"),
-            per_device_train_batch_size=cfg.batch_size,
-            gradient_accumulation_steps=cfg.grad_accum,
-            learning_rate=cfg.learning_rate,
-            num_train_epochs=cfg.epochs,
-            max_steps=cfg.max_steps,
-            warmup_steps=cfg.warmup_ratio,  # a float below 1 is a share of the steps
-            lr_scheduler_type="cosine",
-            logging_steps=1,
-            save_strategy="no",
-            report_to=[],
-            seed=cfg.seed,
-            data_seed=cfg.seed,
-            max_length=cfg.max_length,
-            use_cpu=not torch.cuda.is_available(),
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,
-            bf16=False,
-            fp16=False,
-        )
-        peft_config = (
-            LoraConfig(
-                r=cfg.lora_r,
-                lora_alpha=cfg.lora_alpha,
-                lora_dropout=cfg.lora_dropout,
-                target_modules=list(cfg.lora_targets),
-                task_type="CAUSAL_LM",
-            )
-            if cfg.lora
-            else None
-        )
+        args = SFTConfig(**_common_args(cfg, output, progress), max_length=cfg.max_length)
+        peft_config = _lora_config(cfg)
         model.train()
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
@@ -170,20 +139,9 @@ class SFT:
         started = time.perf_counter()
         trainer.train()
         wall = time.perf_counter() - started
-        log = [
-            {k: float(v) for k, v in entry.items() if isinstance(v, int | float)}
-            for entry in trainer.state.log_history
-            if "loss" in entry
-        ]
-        trained: Any = trainer.model
-        if cfg.lora:
-            trained.save_pretrained(str(output / "adapter"))
-        else:
-            trained.save_pretrained(str(output / "model"))
-            tokenizer.save_pretrained(str(output / "model"))
-        epochs = (
-            cfg.epochs if cfg.max_steps <= 0 else cfg.max_steps * cfg.batch_size * cfg.grad_accum / max(1, len(rows))
-        )
+        log = _loss_log(trainer)
+        _save(trainer.model, tokenizer, cfg, output)
+        epochs = _epochs(cfg, len(rows))
         return TrainResult(
             losses=[entry["loss"] for entry in log],
             steps=trainer.state.global_step,
@@ -193,6 +151,68 @@ class SFT:
             wall_s=wall,
             log=log,
         )
+
+
+def _epochs(cfg: TrainConfig, rows: int) -> float:
+    """Passes over the data: ``epochs``, or what ``max_steps`` batches amount to."""
+    return cfg.epochs if cfg.max_steps <= 0 else cfg.max_steps * cfg.batch_size * cfg.grad_accum / max(1, rows)
+
+
+def _common_args(cfg: TrainConfig, output: Path, progress: bool) -> dict[str, Any]:
+    """The ``TrainingArguments`` fields every trainer sets the same way."""
+    import torch
+
+    return dict(
+        output_dir=str(output / "trainer"),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a share of the steps
+        lr_scheduler_type="cosine",
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        bf16=False,
+        fp16=False,
+    )
+
+
+def _lora_config(cfg: TrainConfig) -> Any:
+    from peft import LoraConfig
+
+    if not cfg.lora:
+        return None
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_targets),
+        task_type="CAUSAL_LM",
+    )
+
+
+def _loss_log(trainer: Any) -> list[dict[str, float]]:
+    return [
+        {k: float(v) for k, v in entry.items() if isinstance(v, int | float)}
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
+
+
+def _save(trained: Any, tokenizer: Any, cfg: TrainConfig, output: Path) -> None:
+    """``output/adapter`` (LoRA) or ``output/model`` (full weights and tokenizer): what the registry loads."""
+    if cfg.lora:
+        trained.save_pretrained(str(output / "adapter"))
+    else:
+        trained.save_pretrained(str(output / "model"))
+        tokenizer.save_pretrained(str(output / "model"))
 
 
 def top_fraction(episodes: Sequence[Episode], fraction: float) -> list[Episode]:
@@ -221,3 +241,112 @@ class FilteredBC(SFT):
         """The best ``top_fraction`` of the ok episodes by return."""
         fraction = self.config.top_fraction if isinstance(self.config, FilteredBCConfig) else 1.0
         return top_fraction(episodes, fraction)
+
+
+@dataclass(frozen=True)
+class DPOConfig(TrainConfig):
+    """Direct preference optimisation (Rafailov et al., 2023) on :class:`PreferencePair`s.
+
+    ``beta`` is the strength of the pull towards the reference (the model before training: with LoRA, the same
+    weights with the adapter off); ``sft_weight`` > 0 adds the chosen replies' negative log-likelihood (RPO,
+    Pang et al., 2024), which keeps the chosen replies likely while the margin grows.
+    """
+
+    learning_rate: float = 5e-5
+    epochs: float = 1.0
+    beta: float = 0.1
+    sft_weight: float = 0.0
+    margin: float = 0.0  # pairs only from episodes whose returns differ by more than this
+    max_pairs_per_seed: int = 8
+
+
+class DPO:
+    """DPO on pairs of a better and a worse episode of the same seed, at the state where they part
+    (:func:`palaestra.improve.preferences.preference_pairs`), wrapping TRL's ``DPOTrainer`` on the pairs' own
+    tokens (no re-tokenization)."""
+
+    method = "dpo"
+
+    def __init__(self, config: DPOConfig | None = None) -> None:
+        self.config = config or DPOConfig()
+
+    def train(
+        self, model: Any, tokenizer: Any, pairs: Sequence[Any], output: Path, *, progress: bool = True
+    ) -> TrainResult:
+        """Train ``model`` (changed in place) on ``pairs`` and save it like :meth:`SFT.train`.
+
+        ``losses`` are TRL's DPO loss per logged step; ``log`` also holds its ``rewards/margins`` and
+        ``rewards/accuracies`` (how often the chosen reply is the more likely one, relative to the reference).
+        """
+        _require_trl()
+        import copy
+
+        import torch
+        from datasets import Dataset
+        from trl import DPOConfig as TRLDPOConfig
+        from trl import DPOTrainer
+
+        cfg = self.config
+        rows = [p for p in pairs if p.chosen_ids and p.rejected_ids]
+        if not rows:
+            raise SpecError("nothing to train on: no preference pair has a chosen and a rejected reply")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        longest = max(len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in rows)
+        if longest > cfg.max_length:
+            raise SpecError(
+                f"a preference pair is {longest} tokens long, more than max_length={cfg.max_length}; raise "
+                "max_length or shorten the prompts (e.g. prompt:history=0,shots=0)"
+            )
+
+        class PreTokenized(DPOTrainer):  # type: ignore[misc]
+            """TRL's DPOTrainer, taking the pairs' token ids as they are (it would re-tokenize text)."""
+
+            def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
+                return dataset
+
+        dataset = Dataset.from_dict(
+            {
+                "prompt_ids": [list(p.prompt_ids) for p in rows],
+                "chosen_ids": [list(p.chosen_ids) for p in rows],
+                "rejected_ids": [list(p.rejected_ids) for p in rows],
+            }
+        )
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        losses = ["sigmoid", "sft"] if cfg.sft_weight > 0 else ["sigmoid"]
+        args = TRLDPOConfig(
+            **_common_args(cfg, output, progress),
+            max_length=cfg.max_length,
+            beta=cfg.beta,
+            loss_type=losses,
+            loss_weights=[1.0, cfg.sft_weight] if cfg.sft_weight > 0 else None,
+        )
+        # Full fine-tuning needs a frozen copy as the reference; with LoRA the reference is the adapter switched off.
+        ref_model = None if cfg.lora else copy.deepcopy(model).eval()
+        model.train()
+        trainer = PreTokenized(
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=_lora_config(cfg),
+        )
+        started = time.perf_counter()
+        trainer.train()
+        wall = time.perf_counter() - started
+        log = _loss_log(trainer)
+        _save(trainer.model, tokenizer, cfg, output)
+        epochs = _epochs(cfg, len(rows))
+        # each pair goes through the model as two sequences: prompt + chosen, prompt + rejected
+        seen = sum(2 * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in rows)
+        return TrainResult(
+            losses=[entry["loss"] for entry in log],
+            steps=trainer.state.global_step,
+            examples=len(rows),
+            tokens=math.ceil(seen * epochs),
+            trained_tokens=math.ceil(sum(len(p.chosen_ids) + len(p.rejected_ids) for p in rows) * epochs),
+            wall_s=wall,
+            log=log,
+        )

@@ -277,17 +277,9 @@ class LocalModel:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
         self.path = Path(path).expanduser().resolve()
-        self.spec: str = spec or f"local:{self.path}"
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.max_batch_size = max_batch_size
-        self.batch_wait_s = batch_wait_s
-        self.prefix_cache = prefix_cache
-        self.stats = BatchStats()
-        # Any: transformers' annotations of the auto classes do not describe what they return.
-        self.tokenizer: Any
-        self.model: Any
+        self._in_memory = False
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(self.path))
+            tokenizer = AutoTokenizer.from_pretrained(str(self.path))
             loaded = AutoModelForCausalLM.from_pretrained(
                 str(self.path), dtype=_dtype(dtype) if dtype is not None else "auto"
             )
@@ -296,12 +288,70 @@ class LocalModel:
                 f"cannot load a transformers model from {self.path}: {exc}. The directory needs config.json, "
                 f"weights and tokenizer files (save_pretrained output)."
             ) from exc
+        device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._setup(
+            cast(Any, loaded).to(device_).eval(),
+            tokenizer,
+            spec=spec or f"local:{self.path}",
+            max_batch_size=max_batch_size,
+            batch_wait_s=batch_wait_s,
+            prefix_cache=prefix_cache,
+        )
+
+    @classmethod
+    def wrap(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        *,
+        spec: str,
+        path: str | Path | None = None,
+        max_batch_size: int = 32,
+        batch_wait_s: float = 0.01,
+        prefix_cache: bool = False,
+    ) -> LocalModel:
+        """A ``LocalModel`` over a model already in memory (e.g. one being trained), used as it is: not moved,
+        not switched to eval mode, sharing its weights. The prefix cache is off by default, since the caller may
+        change the weights between calls."""
+        self = cls.__new__(cls)
+        self.path = Path(path).expanduser().resolve() if path is not None else Path.cwd()
+        self._in_memory = True  # no weight files stand for these weights: weights_hash is None
+        self._setup(
+            model,
+            tokenizer,
+            spec=spec,
+            max_batch_size=max_batch_size,
+            batch_wait_s=batch_wait_s,
+            prefix_cache=prefix_cache,
+        )
+        return self
+
+    def _setup(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        spec: str,
+        max_batch_size: int,
+        batch_wait_s: float,
+        prefix_cache: bool,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
+        self.spec = spec
+        self.max_batch_size = max_batch_size
+        self.batch_wait_s = batch_wait_s
+        self.prefix_cache = prefix_cache
+        self.stats = BatchStats()
+        # Any: transformers' annotations of the auto classes do not describe what they return.
+        self.tokenizer: Any = tokenizer
+        self.model: Any = model
         if not self.tokenizer.chat_template:
             raise ModelError(
                 f"the tokenizer in {self.path} has no chat template; set tokenizer.chat_template and "
                 f"save it (tokenizer.save_pretrained) so chat prompts can be built"
             )
-        self.model = cast(Any, loaded).to(self.device).eval()
+        self.device = next(model.parameters()).device
         config = self.model.generation_config
         eos = config.eos_token_id
         self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -342,7 +392,7 @@ class LocalModel:
     def weights_hash(self) -> str | None:
         """``sha256:<hex>`` of the weight files; computed on first use (large models take a while)."""
         with self._hash_lock:
-            if self._weights_hash is None:
+            if self._weights_hash is None and not self._in_memory:
                 self._weights_hash = weights_hash(self.path)
             return self._weights_hash
 

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -21,6 +21,11 @@ from palaestra.models.base import Model
 from palaestra.models.pool import ModelPool
 from palaestra.runner.executor import AsyncioExecutor, EpisodeJob, Executor
 from palaestra.store import Store
+
+if TYPE_CHECKING:
+    from palaestra.runner.ray_executor import RayExecutor
+
+EXECUTORS = ("asyncio", "ray")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,11 @@ class EvalConfig:
     # {"twenty-questions-v0": {"oracle": "smollm2-135m"}}. Recorded in each run's environment spec.
     env_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     purpose: str = "eval"  # "eval", or "data" for scripted trajectories made by `palaestra data generate`
+    # Where episodes play: "asyncio" (this process) or "ray" (a Ray cluster at `address`, the agents' model
+    # served by `replicas` actors; see docs/ray.md).
+    executor: str = "asyncio"
+    address: str | None = None
+    replicas: int = 1
 
 
 @dataclass
@@ -114,12 +124,17 @@ async def evaluate(
             _check_agent(agent, env)
     wants_model = any(_needs_model(a, env) for env in envs for a in config.agents)
     own_model = False
+    if wants_model and model is None and not config.model:
+        raise SpecError("the 'prompt' agent needs a model: pass --model (e.g. --model smollm2-135m)")
+    agent_model = (model.spec if model is not None else config.model) if wants_model else None
+    own_executor, model = await _open_executor(
+        executor, config.executor, agent_model, model, config.address, config.replicas, config.concurrency
+    )
+    executor = executor or own_executor
     if wants_model and model is None:
-        if not config.model:
-            raise SpecError("the 'prompt' agent needs a model: pass --model (e.g. --model smollm2-135m)")
         from palaestra.models import make_model
 
-        model, own_model = make_model(config.model), True
+        model, own_model = make_model(config.model or ""), True
     try:
         plan = {env.spec.id: env.spec.seeds(config.split, config.episodes, offset=config.seed) for env in envs}
         jobs: list[EpisodeJob] = []
@@ -155,6 +170,31 @@ async def evaluate(
     finally:
         if own_model and model is not None:
             await model.close()
+        if own_executor is not None:
+            await own_executor.close()
+
+
+async def _open_executor(
+    given: Executor | None,
+    kind: str,
+    model_spec: str | None,
+    model: Model | None,
+    address: str | None,
+    replicas: int,
+    concurrency: int,
+) -> tuple[RayExecutor | None, Model | None]:
+    """The Ray executor when ``kind`` asks for it, started, with its model replicas (built on the cluster
+    from ``model_spec``) standing in for ``model`` unless one was given; else None, to play in this process.
+    Ray is imported only here."""
+    if kind not in EXECUTORS:
+        raise UnknownSpecError("executor", kind, EXECUTORS)
+    if given is not None or kind == "asyncio":
+        return None, model
+    from palaestra.runner.ray_executor import RayExecutor
+
+    ray_executor = RayExecutor(model_spec, address=address, replicas=replicas, concurrency=concurrency)
+    await ray_executor.start()
+    return ray_executor, model if model is not None else ray_executor.model
 
 
 async def resume(
@@ -165,12 +205,22 @@ async def resume(
     executor: Executor | None = None,
     concurrency: int | None = None,
     progress: bool = True,
+    executor_kind: str = "asyncio",
+    address: str | None = None,
+    replicas: int = 1,
 ) -> EvalResult:
-    """Play the seeds of earlier runs that have no successful episode yet (missing or ``error``)."""
+    """Play the seeds of earlier runs that have no successful episode yet (missing or ``error``).
+
+    ``executor_kind``, ``address`` and ``replicas`` choose where, as ``EvalConfig``'s fields of those names do.
+    """
     runs = [store.get_run(r) for r in run_ids]
     model_specs = {r.model_spec for r in runs if r.model_spec}
     if len(model_specs) > 1:
         raise SpecError(f"runs use different models ({', '.join(sorted(model_specs))}); resume them separately")
+    width = concurrency or max([int(r.config.get("concurrency", 32)) for r in runs] or [32])
+    agent_model = (model.spec if model is not None else next(iter(model_specs))) if model_specs else None
+    own_executor, model = await _open_executor(executor, executor_kind, agent_model, model, address, replicas, width)
+    executor = executor or own_executor
     own_model = False
     if model_specs and model is None:
         from palaestra.models import make_model
@@ -196,7 +246,6 @@ async def resume(
             for run in runs
             for seed in store.pending_seeds(run.id)
         ]
-        width = concurrency or max([int(r.config.get("concurrency", 32)) for r in runs] or [32])
         pool = ModelPool(model)  # partner models of environments; the agents' model is shared
         try:
             executor = executor or AsyncioExecutor(model, width, models=pool)
@@ -206,6 +255,8 @@ async def resume(
     finally:
         if own_model and model is not None:
             await model.close()
+        if own_executor is not None:
+            await own_executor.close()
 
 
 async def _execute(

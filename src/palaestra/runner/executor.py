@@ -67,13 +67,16 @@ class AsyncioExecutor:
     async def play(self, job: EpisodeJob) -> Episode:
         env = build_from_spec(job.env_spec)
         env.models = self.models
+        agents: list[Any] = []
         try:
             coro: Coroutine[Any, Any, Episode]
             if isinstance(env, MultiAgentEnv):
                 players = make_players(job.agent_spec, env, self.model, seed=job.seed)
+                agents = list(players.values())
                 coro = run_multi_episode(env, players, job.seed, max_tokens=job.max_tokens)
             else:
                 agent = make_agent(job.agent_spec, env, self.model, seed=job.seed)
+                agents = [agent]
                 coro = run_episode(env, agent, job.seed, max_tokens=job.max_tokens)
             if job.timeout_s is None:
                 return await coro
@@ -89,6 +92,10 @@ class AsyncioExecutor:
                 )
         finally:
             await env.close()
+            for held in agents:  # agents holding a resource (a sandboxed code agent's process) let it go
+                close = getattr(held, "close", None)
+                if close is not None:
+                    await close()
 
     async def run(self, jobs: Sequence[EpisodeJob], on_episode: OnEpisode) -> None:
         queue: asyncio.Queue[EpisodeJob] = asyncio.Queue()

@@ -4,7 +4,14 @@
 """
 
 from palaestra.store.schema import EPISODE_STATUSES, RUN_STATUSES, SCHEMA_VERSION
-from palaestra.store.store import CHECKPOINT_STATUSES, CheckpointRecord, RunRecord, Store, UnknownRunError
+from palaestra.store.store import (
+    CHECKPOINT_STATUSES,
+    CheckpointRecord,
+    RunRecord,
+    SimStepRecord,
+    Store,
+    UnknownRunError,
+)
 
 __all__ = [
     "CHECKPOINT_STATUSES",
@@ -13,6 +20,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CheckpointRecord",
     "RunRecord",
+    "SimStepRecord",
     "Store",
     "UnknownRunError",
 ]

@@ -25,7 +25,7 @@ from sqlalchemy import (
 APP_NAME = "palaestra"
 # Bump when a table or column changes; ``Store`` refuses databases written by a newer schema and upgrades
 # older ones in place (``MIGRATIONS``).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 RUN_STATUSES = ("running", "complete", "incomplete", "interrupted")  # incomplete: some episodes errored
 EPISODE_STATUSES = ("ok", "error")
@@ -148,8 +148,20 @@ checkpoints = Table(
     Index("ix_checkpoints_created_at", "created_at"),
 )
 
+# Population metrics of a simulation run (``palaestra simulate``), one row per simulated step: ``metrics`` is
+# JSON (total stock, reach, fidelity, ...), ``model_calls`` the model requests the step made.
+sim_steps = Table(
+    "sim_steps",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id"), primary_key=True),
+    Column("step", Integer, primary_key=True, autoincrement=False),
+    Column("metrics", Text, nullable=False),
+    Column("model_calls", BigInteger, nullable=False),
+    Column("wall_s", Double, nullable=False),
+)
+
 # Tables that later schema versions added: an older database lacks them until it is upgraded.
-TABLES_SINCE: dict[str, int] = {"checkpoints": 3}
+TABLES_SINCE: dict[str, int] = {"checkpoints": 3, "sim_steps": 4}
 
 # Columns each schema version added, applied in order to an older database when it is opened for writing.
 MIGRATIONS: dict[int, list[tuple[str, str, str]]] = {

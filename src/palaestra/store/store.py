@@ -36,6 +36,7 @@ from palaestra.store.schema import (
     meta,
     metadata,
     runs,
+    sim_steps,
     turns,
 )
 
@@ -120,6 +121,17 @@ class CheckpointRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class SimStepRecord:
+    """One simulated step of a population simulation (a row of ``sim_steps``, ``metrics`` parsed)."""
+
+    run_id: str
+    step: int
+    metrics: dict[str, Any]
+    model_calls: int
+    wall_s: float
 
 
 def _checkpoint_record(row: Any) -> CheckpointRecord:
@@ -361,14 +373,19 @@ class Store:
         config: dict[str, Any],
         parent_run_id: str | None = None,
         name: str | None = None,
+        env_id: str | None = None,
     ) -> str:
-        """Record a new run with status ``running`` and return its id (``r-`` and 8 hex digits)."""
+        """Record a new run with status ``running`` and return its id (``r-`` and 8 hex digits).
+
+        ``env_id`` replaces the spec's id in the ``env_id`` column where a run is not an environment's
+        (a population simulation records ``sim:<scenario>``); the spec itself is stored unchanged.
+        """
         row = {
             "name": name,
             "status": "running",
             "created_at": time.time(),
             "finished_at": None,
-            "env_id": env_spec.id,
+            "env_id": env_spec.id if env_id is None else env_id,
             "env_version": env_spec.version,
             "env_spec": env_spec.to_json(),
             "agent_spec": agent_spec,
@@ -490,6 +507,51 @@ class Store:
             query = query.limit(limit)
         with self._read() as conn:
             return [_checkpoint_record(row) for row in conn.execute(query)]
+
+    # ----------------------------------------------------------------------- population simulations
+
+    def record_sim_step(
+        self, run_id: str, step: int, metrics: dict[str, Any], *, model_calls: int, wall_s: float
+    ) -> None:
+        """Store the population metrics of one simulated step of a run (``palaestra simulate``).
+
+        A step is recorded once: recording the same step of a run again raises ``StoreError``.
+        """
+        row = {
+            "run_id": run_id,
+            "step": step,
+            "metrics": codec.dumps(metrics, f"the metrics of step {step}"),
+            "model_calls": model_calls,
+            "wall_s": wall_s,
+        }
+        try:
+            with self._write() as conn:
+                if conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is None:
+                    raise UnknownRunError(
+                        f"cannot record step {step} into run {run_id!r}: there is no such run in {self.url}. "
+                        f"Create it with create_run first. {_LIST_HINT}"
+                    )
+                conn.execute(insert(sim_steps).values(**row))
+        except StoreError as e:
+            if isinstance(e.__cause__, exc.IntegrityError):
+                raise StoreError(f"run {run_id} already has step {step} recorded; a step is recorded once") from e
+            raise
+
+    def sim_steps(self, run_id: str) -> list[SimStepRecord]:
+        """The recorded steps of a simulation run (id or unique prefix), in step order."""
+        with self._read() as conn:
+            run = self._get_run(conn, run_id)
+            rows = conn.execute(select(sim_steps).where(sim_steps.c.run_id == run.id).order_by(sim_steps.c.step))
+            return [
+                SimStepRecord(
+                    run_id=row.run_id,
+                    step=row.step,
+                    metrics=json.loads(row.metrics),
+                    model_calls=row.model_calls,
+                    wall_s=row.wall_s,
+                )
+                for row in rows
+            ]
 
     # ----------------------------------------------------------------------- episodes
 
