@@ -895,5 +895,10 @@ from palaestra.sim.commands import simulate  # noqa: E402
 
 main.add_command(simulate)
 
+# Design search under a budget (the harness, runner and methods are imported inside the command).
+from palaestra.search.commands import search  # noqa: E402
+
+main.add_command(search)
+
 if __name__ == "__main__":
     main()

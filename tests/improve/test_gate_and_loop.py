@@ -316,3 +316,29 @@ async def test_grpo_plays_groups_stores_the_rollouts_and_gates(
     assert checkpoint.record.method == "grpo" and len(checkpoint.record.metrics["train"]["losses"]) == 3
     with pytest.raises(SpecError, match="grpo trains on one environment at a time"):
         await improve(ImproveConfig(envs=("letter-v0", "maze-fo-v0"), method="grpo"), store)
+
+
+def test_the_improve_command_runs_dpo_on_given_runs(tiny_spec: str, tmp_path: Path) -> None:
+    import asyncio
+
+    from palaestra.cli import main
+    from palaestra.runner import EvalConfig, evaluate
+
+    db = f"sqlite:///{tmp_path / 'dpo-cli.db'}"
+    with Store(db) as store:
+        data = asyncio.run(
+            evaluate(
+                EvalConfig(envs=("maze-fo-v0",), agents=("optimal", "random"), episodes=2, split="train"),
+                store,
+                progress=False,
+            )
+        )
+    runner = CliRunner(env={"PALAESTRA_CHECKPOINTS": str(tmp_path / "registry")})
+    args = ["improve", "maze-fo-v0", "--model", tiny_spec, "--method", "dpo", "--max-steps", "1", "--batch-size", "2"]
+    args += ["--data", data.run_ids[0], "--data", data.run_ids[1], "--max-turns", "3"]
+    args += ["--agent", "prompt:shots=0,history=0,max_tokens=4", "--validation-episodes", "2", "--test-episodes", "2"]
+    result = runner.invoke(main, [*args, "--db", db, "-q"])
+    assert result.exit_code == 0, result.output
+    assert "preference pairs, 1 steps in" in result.output and "final model:" in result.output
+    (listed,) = json.loads(runner.invoke(main, ["models", "list", "--json"]).output)
+    assert listed["method"] == "dpo" and listed["metrics"]["pairs"]["seeds"] == 2

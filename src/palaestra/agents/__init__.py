@@ -22,7 +22,8 @@ def agent_choices(env: Env) -> list[str]:
 def needs_model(spec: str) -> bool:
     from palaestra.teams.spec import is_team_spec  # teams are built on agents: imported when needed
 
-    return spec.partition(":")[0] in MODEL_AGENTS or is_team_spec(spec)
+    name = spec.partition(":")[0]
+    return name in MODEL_AGENTS or name == "design" or is_team_spec(spec)
 
 
 def make_agent(spec: str, env: Env, model: Model | None = None, *, seed: int = 0) -> Agent:
@@ -30,7 +31,8 @@ def make_agent(spec: str, env: Env, model: Model | None = None, *, seed: int = 0
 
     ``prompt`` (options: ``prompt:temperature=0.7,history=4,max_tokens=32,template=NAME``) needs a model;
     a team topology (``dylan:4``, ``independent:3/prompt:temperature=0.7``; see ``palaestra.teams``) needs
-    one too; any other name is one of the environment's scripted policies (``optimal``, ``random``...).
+    one too; so does ``design:<hash>`` or ``design:@FILE.json`` (an agent design, ``palaestra.search.design``);
+    any other name is one of the environment's scripted policies (``optimal``, ``random``...).
     """
     from palaestra.teams.spec import is_team_spec
 
@@ -43,6 +45,10 @@ def make_agent(spec: str, env: Env, model: Model | None = None, *, seed: int = 0
         if model is None:
             raise SpecError("the 'prompt' agent needs a model: pass --model (e.g. --model smollm2-135m)")
         return PromptAgent(model, PromptConfig.parse(options), seed=seed, spec=spec)
+    if name == "design":
+        from palaestra.search.design import make_design_agent  # search sits above agents: imported when needed
+
+        return make_design_agent(options, model, seed=seed, spec=spec.strip())
     if name in env.scripted_policies() and not options:
         return ScriptedAgent(name, seed=seed)
     raise UnknownSpecError(f"agent for {env.spec.id}", spec, agent_choices(env))

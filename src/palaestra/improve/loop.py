@@ -325,6 +325,12 @@ async def improve(
             result = trained["result"]
             if rollouts is not None:
                 runs = rollouts.runs
+                flat = [e.get("frac_reward_zero_std") for e in result.log if "frac_reward_zero_std" in e]
+                if flat and all(f == 1.0 for f in flat):
+                    say(
+                        "grpo: in every group all episodes had the same return, so every advantage was 0 and "
+                        "nothing was learned; start from a model that sometimes succeeds (an sft checkpoint)"
+                    )
             checkpoint = registry.update(
                 checkpoint,
                 wall_s=time.perf_counter() - train_started,
