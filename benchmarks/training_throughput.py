@@ -4,7 +4,7 @@ the limit set by the machine's measured matmul speed, and episodes per second of
 Usage: python benchmarks/training_throughput.py [--steps 8] [--batch-size 8] [--env maze-fo-v0]
                                                 [--rollout-episodes 16] [--grpo-steps 2] [--threads N]
 
-Prints, from one run:
+Prints, from one run (``--steps 0``, ``--rollout-episodes 0`` or ``--grpo-steps 0`` leaves a part out):
 - the fp32 matmul speed (2048 x 2048 x 2048, best of 5), in GFLOP/s;
 - training: scripted ``noisy`` maze turns in the ``prompt:shots=0,history=0`` format, ``--steps`` LoRA steps
   of ``--batch-size`` examples: tokens per second, and that as a fraction of the limit
@@ -66,52 +66,55 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'bench.db'}")
         agent = "prompt:shots=0,history=0"
-        data = await evaluate(
-            EvalConfig(envs=(args.env,), agents=("noisy",), episodes=64, split="train", purpose="data"),
-            store,
-            progress=False,
-        )
-        run = store.get_run(data.run_ids[0])
-        episodes = store.episodes(run.id, with_turns=True)
-        model = make_model("smollm2-135m")
-        examples = examples_from_episodes(
-            episodes, tokenizer=model.tokenizer, env=run.env_spec, prompt_config=prompt_config_for(agent)
-        )
-        params = sum(p.numel() for p in model.model.parameters())
-        config = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, warmup_ratio=0.0)
-        result = SFT(config).train(model.model, model.tokenizer, examples, Path(tmp) / "out", progress=False)
-        limit = gflops * 1e9 / (6 * params)
-        print(
-            f"training: {result.steps} LoRA steps x {args.batch_size} examples, {result.tokens} tokens "
-            f"({result.tokens / max(1, result.steps * args.batch_size):.0f} per example) in {result.wall_s:.1f} s"
-        )
-        print(
-            f"training: {result.tokens_per_s:.0f} tokens/s; limit at {gflops:.0f} GFLOP/s and 6 x {params / 1e6:.0f}M "
-            f"FLOPs per token: {limit:.0f} tokens/s; fraction {result.tokens_per_s / limit:.2f}"
-        )
-        await model.close()
+        if args.steps > 0:  # 0 skips the training figure
+            data = await evaluate(
+                EvalConfig(envs=(args.env,), agents=("noisy",), episodes=64, split="train", purpose="data"),
+                store,
+                progress=False,
+            )
+            run = store.get_run(data.run_ids[0])
+            episodes = store.episodes(run.id, with_turns=True)
+            model = make_model("smollm2-135m")
+            examples = examples_from_episodes(
+                episodes, tokenizer=model.tokenizer, env=run.env_spec, prompt_config=prompt_config_for(agent)
+            )
+            params = sum(p.numel() for p in model.model.parameters())
+            config = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, warmup_ratio=0.0)
+            result = SFT(config).train(model.model, model.tokenizer, examples, Path(tmp) / "out", progress=False)
+            limit = gflops * 1e9 / (6 * params)
+            print(
+                f"training: {result.steps} LoRA steps x {args.batch_size} examples, {result.tokens} tokens "
+                f"({result.tokens / max(1, result.steps * args.batch_size):.0f} per example) in {result.wall_s:.1f} s"
+            )
+            print(
+                f"training: {result.tokens_per_s:.0f} tokens/s; limit at {gflops:.0f} GFLOP/s and "
+                f"6 x {params / 1e6:.0f}M FLOPs per token: {limit:.0f} tokens/s; "
+                f"fraction {result.tokens_per_s / limit:.2f}"
+            )
+            await model.close()
 
-        explorer = make_model("smollm2-135m")
-        started = time.perf_counter()
-        rollout = await evaluate(
-            EvalConfig(
-                envs=(args.env,),
-                agents=(f"{agent},temperature=0.7,sample=0",),
-                episodes=args.rollout_episodes,
-                split="train",
-            ),
-            store,
-            model=explorer,
-            progress=False,
-        )
-        seconds = time.perf_counter() - started
-        played = store.episodes(rollout.run_ids[0], with_turns=True)
-        turns = sum(len(e.turns) for e in played)
-        print(
-            f"rollouts ({agent}, temperature 0.7): {len(played)} episodes, {turns} turns in {seconds:.1f} s: "
-            f"{len(played) / seconds:.3f} episodes/s, {turns / seconds:.2f} turns/s"
-        )
-        await explorer.close()
+        if args.rollout_episodes > 0:  # 0 skips the rollout figure
+            explorer = make_model("smollm2-135m")
+            started = time.perf_counter()
+            rollout = await evaluate(
+                EvalConfig(
+                    envs=(args.env,),
+                    agents=(f"{agent},temperature=0.7,sample=0",),
+                    episodes=args.rollout_episodes,
+                    split="train",
+                ),
+                store,
+                model=explorer,
+                progress=False,
+            )
+            seconds = time.perf_counter() - started
+            played = store.episodes(rollout.run_ids[0], with_turns=True)
+            turns = sum(len(e.turns) for e in played)
+            print(
+                f"rollouts ({agent}, temperature 0.7): {len(played)} episodes, {turns} turns in {seconds:.1f} s: "
+                f"{len(played) / seconds:.3f} episodes/s, {turns / seconds:.2f} turns/s"
+            )
+            await explorer.close()
 
         if args.grpo_steps > 0:
             from palaestra.envs import make
