@@ -28,7 +28,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class Rollouts:
     turns_played: int = 0
     turns_trained: int = 0
     wall_s: float = 0.0
-    returns: list[list[float]] | None = None  # per step, the returns of its episodes
+    returns: list[list[float]] = field(default_factory=list)  # per step, the returns of its episodes
 
     @property
     def episodes_per_s(self) -> float:
@@ -164,7 +164,7 @@ class GRPO:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental
-        stats = Rollouts(returns=[])
+        stats = Rollouts()
         rollout = _Rollout(env, agent, tokenizer, cfg, stats, on_episode)
 
         def episode_return(prompts: list[str], completions: list[Any], episode_return: list[float], **_: Any) -> Any:
@@ -197,7 +197,7 @@ class GRPO:
         trainer.train()
         wall = time.perf_counter() - started
         log = _loss_log(trainer)
-        for entry, returns in zip(log, stats.returns or [], strict=False):
+        for entry, returns in zip(log, stats.returns, strict=False):
             entry["mean_return"] = sum(returns) / len(returns)
         _save(trainer.model, tokenizer, cfg, output)
         return TrainResult(
@@ -272,7 +272,6 @@ class _Rollout:
             if self.on_episode is not None:
                 self.on_episode(episode, self.calls, index % self.cfg.group_size)
         out["episode_return"] = returns
-        assert self.stats.returns is not None
         self.stats.returns.append(returns)
         self.stats.episodes += len(episodes)
         return out
