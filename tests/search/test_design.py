@@ -421,8 +421,12 @@ def test_children_and_features_are_deterministic() -> None:
     assert all(len(space.features(d)) == width for d in designs)
     assert space.features(default) == space.features(Design.from_dict(default.to_dict()))
     named = dict(zip(space.feature_names(), space.features(default), strict=True))
-    assert named["pattern=direct"] == 1.0 and named["history"] == 2.0 and named["shots"] == 2.0
-    assert named["calls_per_turn"] == 1.0 and named["has_instructions"] == 0.0 and named["team_members"] == 0.0
+    # numeric options are divided by the grid's largest value (history 0..4, shots 0..4; calls per turn up to
+    # 13, the dylan:3 team's, more than tree's 5 x 2)
+    assert named["pattern=direct"] == 1.0 and named["history"] == 0.5 and named["shots"] == 0.5
+    assert named["calls_per_turn"] == 1 / 13 and named["has_instructions"] == 0.0 and named["team_members"] == 0.0
+    # so no option outweighs the others in a value model's distances: every grid design lies in the unit cube
+    assert all(0.0 <= x <= 1.0 for d in designs for x in space.features(d))
     patterns = {c.pattern for c in children}
     assert patterns == set(PATTERNS)  # one edit reaches every pattern
     sc = next(c for c in children if c.pattern == "self-consistency")
@@ -430,7 +434,7 @@ def test_children_and_features_are_deterministic() -> None:
     instructed = [c.instructions for c in children if c.instructions]
     assert instructed == ["Think about walls.", "Go straight to the goal."]
     tree = space.features(Design(pattern="tree", k=5, depth=2, temperature=0.7))
-    assert dict(zip(space.feature_names(), tree, strict=True))["calls_per_turn"] == 10.0
+    assert dict(zip(space.feature_names(), tree, strict=True))["calls_per_turn"] == 10 / 13
 
 
 def test_mutate_and_sample_are_reproducible_from_a_seed() -> None:

@@ -456,3 +456,55 @@ def _blocks() -> list[str]:
 def test_doc_blocks_run(index: int, run_doc_block: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     run_doc_block(_blocks()[index], f"docs/search.md block {index}")
+
+
+# --------------------------------------------------------------------------- turn limits and the time guard
+
+
+def test_max_turns_caps_each_environments_own_limit(store: Store) -> None:
+    harness = SearchHarness(config(envs=("maze-fo-v0", "wordle-v0"), max_turns=15), store, PromptSpace(), player())
+    assert {env.spec.id: env.spec.max_turns for env in harness.envs} == {"maze-fo-v0": 15, "wordle-v0": 6}
+    longer = SearchHarness(config(envs=("wordle-v0",), max_turns=100), store, PromptSpace(), player())
+    assert longer.envs[0].spec.max_turns == 6  # a cap never lengthens an environment
+
+
+class SlowPlayer(ScriptedModel):
+    """The maze player, taking 0.1 s a call (concurrent calls wait together)."""
+
+    async def generate(self, request: ChatRequest) -> Any:
+        await asyncio.sleep(0.1)
+        return await super().generate(request)
+
+
+class Then:
+    """Proposes the given candidates, one a round, then nothing."""
+
+    name = "then"
+
+    def __init__(self, *candidates: Any) -> None:
+        self.queue = list(candidates)
+
+    def propose(self, archive: Any, rng: Any) -> list[Proposal]:
+        return [Proposal(self.queue.pop(0), (archive[0].hash,))] if self.queue else []
+
+
+def test_a_stage_that_cannot_fit_in_the_time_left_is_not_started(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from palaestra.search.design import Design, DesignSpace
+
+    monkeypatch.setenv("PALAESTRA_DESIGNS", str(tmp_path / "designs"))
+    space = DesignSpace(allow_team=False, allow_code=False)
+    # The default's 6 validation episodes of about 10 one-call turns take a few seconds at 0.1 s a call. The
+    # tree design makes up to 16 x 8 = 128 calls a turn: its small batch (2 episodes) is estimated at over
+    # 100 s, more than the 60 s budget has left, so it must not start. The cheap one after it is not reached.
+    tree = Design(pattern="tree", k=16, depth=8, temperature=0.7)
+    cheap = Design(temperature=0.3)
+    model = SlowPlayer(maze_player, spec="scripted:maze-player")
+    harness = SearchHarness(config(budget=Budget(time_s=60), max_candidates=None), store, space, model)
+    result = asyncio.run(harness.run(Then(tree, cheap)))
+    assert result.stopped.startswith("budget: the batch stage of the next candidate needs about")
+    assert [e.hash for e in result.archive] == [space.default().hash]  # the tree was neither played nor archived
+    assert result.wall_s < 60
+    assert not [r for r in search_runs(store, harness.search_id) if r.config["candidate_hash"] == tree.hash]
+    assert result.test_passes == 1

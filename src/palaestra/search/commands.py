@@ -209,7 +209,12 @@ Example (embedded SmolLM2-135M):
 @click.option("--batch-episodes", default=5, show_default=True, help="Validation seeds of the small batch.")
 @click.option("--test-episodes", default=20, show_default=True, help="Test seeds per environment, scored once.")
 @click.option("--max-candidates", type=int, default=None, help="Stop after this many candidates (default included).")
-@click.option("--max-turns", type=int, default=None, help="Cap the environments' turns (shorter episodes).")
+@click.option(
+    "--max-turns",
+    type=int,
+    default=None,
+    help="Cap each environment's turns at N (shortens a long maze; never lengthens Wordle's 6).",
+)
 @click.option("--concurrency", "-c", default=16, show_default=True, help="Episodes played at once.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 @click.option("--db", envvar="PALAESTRA_DB", default=None, metavar="URL", help="Database (default ./palaestra.db).")

@@ -448,6 +448,9 @@ def _field_edits(design: Design, name: str, value: Any) -> Design:
     return replace(design, **values)
 
 
+_NUMERIC = ("k", "depth", "memory.history", "shots.count", "temperature", "max_tokens")
+
+
 class DesignSpace:
     """The space of ``Design`` s a search walks: a finite grid of values per field, in a fixed order.
 
@@ -512,6 +515,11 @@ class DesignSpace:
         }
         self.templates = self.grid["template"]
         self.instruction_texts = self.grid["instructions"][1:]
+        # The largest grid value of each numeric option: ``features`` divides by it (never by 0).
+        self._top = {key: float(max((v or 0 for v in self.grid[key]), default=0) or 1) for key in _NUMERIC}
+        team_designs = [replace(probe, team=t) for t in self.grid["team"][1:]]
+        self._top["calls"] = max([self._top["k"] * self._top["depth"], *(t.call_estimate() for t in team_designs)])
+        self._top["team"] = float(max((t.team_size() for t in team_designs), default=1))
 
     @staticmethod
     def _checked(values: Sequence[Any], build: Callable[[Any], object]) -> tuple[Any, ...]:
@@ -627,31 +635,33 @@ class DesignSpace:
         ]
 
     def features(self, candidate: Candidate) -> list[float]:
-        """Numbers a value model can learn from: one-hot choices, counts and sampling values (raw scales;
-        ``max_tokens`` 0 means the environment's default)."""
+        """Numbers a value model can learn from: one-hot choices, and counts and sampling values divided by
+        the largest value of this space's grid, so that every grid value lies in 0..1 (``max_tokens`` 0 means
+        the environment's default). On raw scales a distance-based value model would see ``max_tokens`` (up
+        to 128) as the one option that matters, and try those edits first."""
         d = self._design(candidate)
         topology = parse_team_spec(d.team).topology if d.team is not None else None
         return [
             *(float(d.pattern == p) for p in PATTERNS),
-            float(d.k),
-            float(d.depth),
-            float(d.call_estimate()),
-            float(d.memory.history),
+            d.k / self._top["k"],
+            d.depth / self._top["depth"],
+            d.call_estimate() / self._top["calls"],
+            d.memory.history / self._top["memory.history"],
             float(d.memory.persist),
-            float(d.shots.count),
+            d.shots.count / self._top["shots.count"],
             float(d.shots.source.startswith("run:")),
-            d.temperature,
+            d.temperature / self._top["temperature"],
             d.top_p,
-            float(d.max_tokens or 0),
+            (d.max_tokens or 0) / self._top["max_tokens"],
             *(float(d.template == t) for t in self.templates),
             float(d.template not in self.templates),
             float(d.instructions is not None),
-            float(len(d.instructions or "")),
+            len(d.instructions or "") / MAX_INSTRUCTIONS_CHARS,
             *(float(d.instructions == text) for text in self.instruction_texts),
-            float(d.team_size()),
+            d.team_size() / self._top["team"],
             *(float(topology == t) for t in TOPOLOGY_NAMES),
             float(d.code is not None),
-            float(len(d.code.splitlines()) if d.code else 0),
+            min(len(d.code.splitlines()) / 100, 1.0) if d.code else 0.0,
         ]
 
     def from_dict(self, data: Mapping[str, Any]) -> Design:

@@ -18,7 +18,10 @@ member on the test split and reported the best test score; it had no cache and n
 - **Budgets** in model calls, tokens and wall time. Calls and tokens count what reached the model (cache
   misses). An estimate is printed before the search, and a budget too small for one small batch of the
   default candidate is refused before anything runs or is stored. The budget is checked before each
-  evaluation stage, so a search overruns it by at most one stage; the final test pass is played after it.
+  evaluation stage, and a stage whose estimated time does not fit in the time left is not started (the
+  estimate is measured: seconds per model call so far, times the stage's episodes, turns and calls per
+  turn), so a search overruns its time only by what that estimate misses; the final test pass is played
+  after it.
 - **The archive.** Every stage of every candidate is a run in the store (one per environment) whose config
   holds ``purpose="search"``, the search id, the method, the candidate's dict and hash, its parents' hashes
   and the stage (``batch``, ``full`` or ``test``). The search's summary is the config of one last run, of
@@ -46,6 +49,7 @@ from palaestra.core.types import ChatRequest, Completion, EnvSpec, Episode, Usag
 from palaestra.envs.base import Env
 from palaestra.envs.multi import MultiAgentEnv
 from palaestra.envs.registry import make_any
+from palaestra.envs.registry import spec as env_spec
 from palaestra.eval.stats import bootstrap_ci
 from palaestra.improve.gate import GateResult, paired_gate
 from palaestra.models.base import Model
@@ -532,10 +536,11 @@ class SearchHarness:
         self.log = log or (lambda _line: None)
         self.search_id = f"s-{uuid.uuid4().hex[:8]}"
         self.method_name = config.method
-        overrides = {"max_turns": config.max_turns} if config.max_turns else {}
         self.envs: list[Env] = []
         for env_id in config.envs:
-            env = make_any(env_id, **overrides)
+            # --max-turns caps each environment's own limit: it shortens a long maze, never lengthens Wordle
+            limit = env_spec(env_id).max_turns
+            env = make_any(env_id, **({"max_turns": min(limit, config.max_turns)} if config.max_turns else {}))
             if isinstance(env, MultiAgentEnv):
                 raise SpecError(
                     f"{env_id} is a multi-agent environment; design search plays single-agent environments "
@@ -554,6 +559,8 @@ class SearchHarness:
         # budget and of ``spent``.
         self.overhead = Cost()
         self._started = time.monotonic()
+        self._played_s = 0.0  # wall time of the validation stages played, for the time estimate of the next
+        self._halt: str | None = None  # a stage that would not fit in the time left stops the search
 
     # ----------------------------------------------------------------- seeds
 
@@ -587,6 +594,8 @@ class SearchHarness:
     def exhausted(self) -> str | None:
         """Why the search must stop now (a limit reached), or None."""
         budget = self.config.budget
+        if self._halt is not None:
+            return self._halt
         if budget.calls is not None and self.meter.calls >= budget.calls:
             return f"budget spent: {self.meter.calls} model calls of {budget.calls}"
         if budget.tokens is not None and self.meter.tokens >= budget.tokens:
@@ -678,8 +687,14 @@ class SearchHarness:
             evaluation.failure = f"{type(exc).__name__}: {exc}"
         if evaluation.failure is None:
             first = "batch" if self.config.staged else "full"
+            self._halt = self._too_long(candidate, first)
+            if self._halt is not None:  # not played, not archived: the search stops here
+                self.stopped = self._halt
+                self.log(f"not evaluating {candidate.hash}: {self._halt}")
+                return evaluation
             await self._stage(evaluation, first)
             if first == "batch" and self._promising(evaluation):
+                self._halt = self._too_long(candidate, "full")
                 reason = self.exhausted()
                 if reason is None:
                     await self._stage(evaluation, "full")
@@ -690,6 +705,28 @@ class SearchHarness:
         self.by_hash[candidate.hash] = evaluation
         self.log(self._line(evaluation))
         return evaluation
+
+    def _too_long(self, candidate: Candidate, stage: str) -> str | None:
+        """Why ``stage`` of ``candidate`` must not start under the time budget (None when it fits or cannot be
+        estimated yet). Its time is estimated as episodes x turns per episode (the default's, measured) x the
+        candidate's calls per turn x seconds per model call (measured on the stages played so far); the cache
+        makes this an overestimate. Without this check, one slow stage could overrun the budget many times
+        over (a tree-search candidate makes ten calls a turn)."""
+        limit = self.config.budget.time_s
+        default = self.archive[0] if self.archive else None
+        if limit is None or default is None or not default.cost.episodes or not self.meter.calls:
+            return None
+        episodes = sum(len(self.validation_seeds(env.spec, stage)) for env in self.envs)
+        turns = default.cost.calls / default.cost.episodes  # the default makes one call a turn
+        calls_per_turn = getattr(candidate, "call_estimate", lambda: 1)()
+        seconds = episodes * turns * calls_per_turn * self._played_s / self.meter.calls
+        left = limit - self.elapsed
+        if seconds <= left:
+            return None
+        return (
+            f"budget: the {stage} stage of the next candidate needs about {seconds:.0f} s "
+            f"({episodes} episodes x {turns:.1f} turns x {calls_per_turn} calls), and {max(left, 0):.0f} s are left"
+        )
 
     def best(self) -> Evaluation | None:
         """The fully validated candidate with the highest validation score (the earliest among equals)."""
@@ -776,10 +813,13 @@ class SearchHarness:
             played[(episode.env_id, job.seed)] = episode
 
         status = "interrupted"
+        started = time.monotonic()
         try:
             await AsyncioExecutor(self.model, self.config.concurrency, models=self.pool).run(jobs, on_episode)
             status = "complete"
         finally:
+            if stage != "test":
+                self._played_s += time.monotonic() - started
             for run_id in run_ids:
                 done = status if not self.store.pending_seeds(run_id) or status == "interrupted" else "incomplete"
                 self.store.finish_run(run_id, done)
