@@ -12,6 +12,8 @@ Three figures, measured in one process one after the other, in generated tokens 
    with the same greedy settings: the limit on this machine.
 3. naive loop: the same evaluation played one episode at a time (``concurrency=1``).
 4. ``palaestra eval`` again with the local model's prefix cache turned off, to show what it is worth.
+5. ``palaestra eval`` again with the ``static`` engine (one ``generate`` per batch, which runs until its
+   longest row ends) instead of continuous batching, to show what that is worth.
 
 The local model computes a prompt prefix shared by several requests (the environment's instructions and
 demonstrations) once; plain ``generate`` (figure 2) cannot, so figure 1 may exceed figure 2. It prints the
@@ -126,6 +128,9 @@ async def main() -> None:
         plain = LocalModel.embedded(prefix_cache=False)
         plain_rate, plain_tokens, _ = await eval_tokens_per_s(plain, config, Path(tmp) / "plain.db")
         await plain.close()
+        static = LocalModel.embedded(engine="static")
+        static_rate, static_tokens, _ = await eval_tokens_per_s(static, config, Path(tmp) / "static.db")
+        await static.close()
     calls = sum(len(p) for p in prompts)
     print(
         f"{args.env}, agent {args.agent}: {args.episodes} episodes x up to {args.max_turns} turns = {calls} model calls"
@@ -137,8 +142,10 @@ async def main() -> None:
         f"({naive_tokens} tokens, {args.naive_episodes} episodes)"
     )
     print(f"palaestra eval, no prefix cache {plain_rate:6.1f} tokens/s  ({plain_tokens} tokens)")
+    print(f"palaestra eval, static batches  {static_rate:6.1f} tokens/s  ({static_tokens} tokens)")
     print(f"eval / raw batched = {eval_rate / raw_rate:.2f}   eval / naive = {eval_rate / naive_rate:.1f}x")
     print(f"without the prefix cache: eval / raw batched = {plain_rate / raw_rate:.2f}")
+    print(f"continuous batching / static batches = {eval_rate / static_rate:.2f}")
 
 
 if __name__ == "__main__":

@@ -104,11 +104,13 @@ async def test_seeded_sampling_is_reproducible_whatever_the_batch(local_model: A
 async def test_a_failed_batch_becomes_model_errors_and_the_worker_survives(
     local_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_generate(**_kwargs: Any) -> Any:
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("simulated out of memory")
 
     # Stand-in for a crash inside torch: the one failure mode we cannot provoke on demand with real inputs.
-    monkeypatch.setattr(local_model.model, "generate", broken_generate)
+    # The continuous engine calls the model's forward, the static one its generate.
+    monkeypatch.setattr(local_model.model, "forward", broken)
+    monkeypatch.setattr(local_model.model, "generate", broken)
     results = await asyncio.gather(
         *[local_model.generate(ask(q, max_tokens=3)) for q in QUESTIONS[:2]], return_exceptions=True
     )

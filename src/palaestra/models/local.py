@@ -1,8 +1,11 @@
 """``LocalModel``: a transformers causal LM in this process, with concurrent requests batched together.
 
-Every ``generate`` call joins a queue. A background worker takes what is waiting (after a short window, or
-as soon as ``max_batch_size`` requests are there), left-pads the prompts into one batch and runs a single
-``model.generate`` in a worker thread (torch releases the GIL), then resolves each caller's future.
+Every ``generate`` call joins a queue, served by a background worker in one worker thread (torch releases
+the GIL). With the default ``continuous`` engine (``palaestra.models.engine``) the worker keeps one batch
+running: waiting requests join it between token steps and each leaves as soon as its reply ends. With the
+``static`` engine it takes what is waiting (after a short window, or as soon as ``max_batch_size`` requests
+are there), left-pads the prompts into one batch and runs a single ``model.generate``; either way it
+resolves each caller's future with its completion.
 
 Requests with different sampling settings share a batch: temperature, top-p, the seed, ``max_tokens`` and
 stop strings are applied per row by a logits processor and a stopping criterion of our own. That processor
@@ -26,12 +29,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from palaestra.core.errors import MissingDependencyError, ModelError, SpecError
 from palaestra.core.types import ChatRequest, Completion, SamplingParams, Usage
 from palaestra.models.embedded import ensure_embedded_model, recorded_weights_hash, sha256_file
 from palaestra.models.spec import EMBEDDED_SPEC, request_seed
+
+if TYPE_CHECKING:
+    from palaestra.models.engine import ContinuousBatch
 
 try:
     import torch
@@ -60,6 +66,7 @@ _hf_logging.disable_progress_bar()
 MIN_PREFIX = 32  # shorter shared prefixes are not worth a separate pass
 MAX_PREFIXES = 8  # cached prefixes kept (least recently used dropped); ~46 kB per token for SmolLM2-135M
 RECENT_PROMPTS = 16  # recent prompts a lone request is compared with, to find a prefix worth caching
+ENGINES = ("continuous", "static")
 
 
 @dataclass
@@ -260,6 +267,9 @@ class LocalModel:
         batch_wait_s: how long the worker waits for more requests after the first one arrives.
         prefix_cache: compute a prompt prefix shared by several requests (an environment's instructions and
             demonstrations) once and reuse its keys and values; the output is the same, the prompt cost less.
+        engine: ``"continuous"`` (default): one running batch that requests join and leave token by token
+            (``palaestra.models.engine``); ``"static"``: one ``model.generate`` per batch, which runs until its
+            longest row ends. Models the continuous engine cannot drive use ``static``.
         spec: the spec recorded with runs; default ``local:<absolute path>``.
     """
 
@@ -272,10 +282,13 @@ class LocalModel:
         max_batch_size: int = 32,
         batch_wait_s: float = 0.01,
         prefix_cache: bool = True,
+        engine: str = "continuous",
         spec: str | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
+        if engine not in ENGINES:  # before the weights load: a typo should not cost seconds
+            raise SpecError(f"unknown engine {engine!r} for a local model; choose from {', '.join(ENGINES)}")
         self.path = Path(path).expanduser().resolve()
         self._in_memory = False
         try:
@@ -296,6 +309,7 @@ class LocalModel:
             max_batch_size=max_batch_size,
             batch_wait_s=batch_wait_s,
             prefix_cache=prefix_cache,
+            engine=engine,
         )
 
     @classmethod
@@ -309,6 +323,7 @@ class LocalModel:
         max_batch_size: int = 32,
         batch_wait_s: float = 0.01,
         prefix_cache: bool = False,
+        engine: str = "continuous",
     ) -> LocalModel:
         """A ``LocalModel`` over a model already in memory (e.g. one being trained), used as it is: not moved,
         not switched to eval mode, sharing its weights. The prefix cache is off by default, since the caller may
@@ -323,6 +338,7 @@ class LocalModel:
             max_batch_size=max_batch_size,
             batch_wait_s=batch_wait_s,
             prefix_cache=prefix_cache,
+            engine=engine,
         )
         return self
 
@@ -335,9 +351,12 @@ class LocalModel:
         max_batch_size: int,
         batch_wait_s: float,
         prefix_cache: bool,
+        engine: str,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
+        if engine not in ENGINES:
+            raise SpecError(f"unknown engine {engine!r} for a local model; choose from {', '.join(ENGINES)}")
         self.spec = spec
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
@@ -370,6 +389,10 @@ class LocalModel:
         self._closed = False
         self._prefixes: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # prompt prefix -> its KV cache
         self._recent: deque[tuple[int, ...]] = deque(maxlen=RECENT_PROMPTS)
+        from palaestra.models.engine import ContinuousBatch, supports  # here: the engine imports this module
+
+        self.engine = engine if engine == "static" or supports(model) else "static"
+        self._running = ContinuousBatch(self) if self.engine == "continuous" else None
 
     def apply_adapter(self, adapter_dir: str | Path) -> None:
         """Merge a PEFT (LoRA) adapter into the weights, in place; the prefix cache starts afresh."""
@@ -434,11 +457,16 @@ class LocalModel:
         if self._loop is not loop or self._queue is None or self._worker is None or self._worker.done():
             # First use, or a new event loop (each test or asyncio.run has its own): start a worker there.
             self._loop = loop
+            if self._running is not None:  # rows left by an earlier event loop belong to it: forget them
+                self._executor.submit(self._running.reset)  # in the worker thread, after any step in flight
             self._queue = asyncio.Queue()
             self._worker = loop.create_task(self._work(self._queue), name=f"palaestra-batcher {self.spec}")
         return self._queue
 
     async def _work(self, queue: asyncio.Queue[_Pending]) -> None:
+        if self._running is not None:
+            await self._work_continuous(queue, self._running)
+            return
         loop = asyncio.get_running_loop()
         while True:
             batch = [await queue.get()]
@@ -460,20 +488,77 @@ class LocalModel:
             try:
                 completions = await loop.run_in_executor(self._executor, self._generate_batch, batch)
             except Exception as exc:  # the worker must survive: fail this batch, keep serving the next
-                self.stats.failed_batches += 1
-                error = ModelError(
-                    f"{self.spec}: generation failed for a batch of {len(batch)} "
-                    f"({type(exc).__name__}: {exc}); the model is still usable, retry the request"
-                )
-                error.__cause__ = exc
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(error)
+                self._fail(batch, exc)
                 continue
             now = time.perf_counter()
             for p, completion in zip(batch, completions, strict=True):
                 if not p.future.done():
                     p.future.set_result(dataclasses.replace(completion, latency_s=now - p.enqueued))
+
+    async def _work_continuous(self, queue: asyncio.Queue[_Pending], running: ContinuousBatch) -> None:
+        """Feed the running batch: admit what waits (up to ``max_batch_size`` rows), step, hand out what ended."""
+        loop = asyncio.get_running_loop()
+        while True:
+            new: list[_Pending] = []
+            if not running.active:  # idle: wait for a request, then briefly for the ones that come with it
+                new.append(await queue.get())
+                deadline = loop.time() + self.batch_wait_s
+                while len(new) < self.max_batch_size:
+                    remaining = deadline - loop.time()
+                    if queue.empty() and remaining <= 0:
+                        break
+                    try:
+                        new.append(
+                            queue.get_nowait() if not queue.empty() else await asyncio.wait_for(queue.get(), remaining)
+                        )
+                    except TimeoutError:
+                        break
+            while not queue.empty() and running.active + len(new) < self.max_batch_size:
+                new.append(queue.get_nowait())
+            new = [p for p in new if not p.future.done()]  # callers that gave up (cancelled, timed out)
+            if not new and not running.active:
+                continue
+            try:
+                ended = await loop.run_in_executor(self._executor, running.advance, new)
+            except Exception as exc:  # the worker must survive: fail the running rows, keep serving the next
+                joined = {id(p) for p in running.pendings()}
+                failed = [*running.pendings(), *(p for p in new if id(p) not in joined)]
+                running.reset()
+                self._fail(failed, exc)
+                continue
+            now = time.perf_counter()
+            for p, completion in ended:
+                if not p.future.done():
+                    p.future.set_result(dataclasses.replace(completion, latency_s=now - p.enqueued))
+
+    def _fail(self, batch: Sequence[_Pending], exc: Exception) -> None:
+        self.stats.failed_batches += 1
+        error = ModelError(
+            f"{self.spec}: generation failed for a batch of {len(batch)} "
+            f"({type(exc).__name__}: {exc}); the model is still usable, retry the request"
+        )
+        error.__cause__ = exc
+        for p in batch:
+            if not p.future.done():
+                p.future.set_exception(error)
+
+    def prefix_groups(self, prompts: Sequence[list[int]]) -> list[tuple[list[int], tuple[int, ...]]]:
+        """The prompts (by index) grouped by the prefix they share, each with that prefix (cached, or empty for
+        the rows with no worthwhile shared prefix, which go last as one ordinary left-padded group)."""
+        by_start: dict[tuple[int, ...], list[int]] = {}
+        for row, prompt in enumerate(prompts):
+            by_start.setdefault(tuple(prompt[:MIN_PREFIX]), []).append(row)
+        groups: list[tuple[list[int], tuple[int, ...]]] = []
+        plain: list[int] = []
+        for rows in by_start.values():
+            prefix = self._shared_prefix([prompts[r] for r in rows])
+            if prefix:
+                groups.append((rows, prefix))
+            else:
+                plain += rows
+        if plain:
+            groups.append((plain, ()))
+        return groups
 
     def _generate_batch(self, batch: Sequence[_Pending]) -> list[Completion]:
         """Generate for a batch (in the worker thread): rows that share a long prompt prefix (the same
@@ -482,19 +567,7 @@ class LocalModel:
         self.stats.batches += 1
         self.stats.requests += len(batch)
         self.stats.max_batch_size = max(self.stats.max_batch_size, len(batch))
-        by_start: dict[tuple[int, ...], list[int]] = {}
-        for row, p in enumerate(batch):
-            by_start.setdefault(tuple(p.prompt_ids[:MIN_PREFIX]), []).append(row)
-        groups: list[tuple[list[int], tuple[int, ...]]] = []
-        plain: list[int] = []  # rows with no worthwhile shared prefix: one ordinary left-padded batch
-        for rows in by_start.values():
-            prefix = self._shared_prefix([batch[r].prompt_ids for r in rows])
-            if prefix:
-                groups.append((rows, prefix))
-            else:
-                plain += rows
-        if plain:
-            groups.append((plain, ()))
+        groups = self.prefix_groups([p.prompt_ids for p in batch])
         results: dict[int, Completion] = {}
         for rows, prefix in groups:
             completions = self._generate_group([batch[r] for r in rows], prefix)
@@ -612,8 +685,10 @@ class LocalModel:
         if worker is not None and not worker.done():
             worker.cancel()
         queue, self._queue = self._queue, None
+        waiting = self._running.pendings() if self._running is not None else []
         while queue is not None and not queue.empty():
-            pending = queue.get_nowait()
+            waiting.append(queue.get_nowait())
+        for pending in waiting:
             if not pending.future.done():
                 pending.future.set_exception(ModelError(f"{self.spec}: the model was closed"))
         self._executor.shutdown(wait=False)
