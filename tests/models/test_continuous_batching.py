@@ -39,8 +39,11 @@ async def test_a_short_request_does_not_wait_for_a_long_one(local_model: Any) ->
         return completion
 
     long_task = asyncio.create_task(play(long_request, "long"))
-    while local_model._running.active == 0:  # until the long row is decoding
+    for _ in range(2000):  # until the long row is decoding (at most 10 s)
+        if local_model._running.active:
+            break
         await asyncio.sleep(0.005)
+    assert local_model._running.active == 1
     together = await asyncio.gather(*[play(r, f"short {i}") for i, r in enumerate(shorts)])
     # The short ones joined the running batch and left it after at most 6 steps; the long one goes on.
     assert not long_task.done()

@@ -13,9 +13,10 @@ ended cannot take its next turn. This engine keeps one batch running instead (as
 
 Rows of the batch have different lengths. Their keys and values share one column layout, left-padded, with
 an attention mask; positions (for the rotary embedding) are each row's own count of real tokens, so padding
-anywhere changes nothing. Columns that no row uses any more are dropped. Sampling is ``_RowSampler``'s:
-each row's own temperature, top-p and seeded random stream, so a seeded request draws the same tokens
-whatever shares its batch. The engine runs in ``LocalModel``'s one worker thread; nothing here is shared.
+anywhere changes nothing. Columns that no row uses any more are dropped once they are a quarter of the
+width. Sampling is the static engine's (``choose_tokens``): each row's own temperature, top-p and seeded
+random stream, so a seeded request draws the same tokens whatever shares its batch. The engine runs in
+``LocalModel``'s one worker thread; nothing here is shared.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import copy
 import inspect
 import random
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,8 +34,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from palaestra.core.types import Completion, Usage
-from palaestra.models.local import _sample, pad_prompts
-from palaestra.models.spec import request_seed
+from palaestra.models.local import choose_tokens, cut_at_stops, pad_prompts, row_rng
 
 if TYPE_CHECKING:
     from palaestra.models.local import LocalModel, _Pending
@@ -59,7 +58,7 @@ class _GrowingLayer(DynamicLayer):
     columns, so the running batch changes in place:
 
     - a decode step writes its one new column (``DynamicLayer`` concatenates, copying the whole cache at every
-      step: with 27 rows of 500 tokens that copy took 30% of a step on this CPU);
+      step, a copy that grows with rows x tokens);
     - newcomers are written into spare rows, right-aligned, with zeros on their left;
     - a row that leaves is replaced by the last row (only that row's keys and values move).
 
@@ -156,7 +155,7 @@ def supports(model: Any) -> bool:
     except Exception:  # a config this cache class does not understand
         return False
     layers = list(getattr(cache, "layers", None) or [])
-    return bool(layers) and all(type(layer).__name__ == "DynamicLayer" for layer in layers)
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
 
 class ContinuousBatch:
@@ -222,19 +221,19 @@ class ContinuousBatch:
             cache = DynamicCache(config=owner.model.config)
         positions = (mask.cumsum(dim=1) - 1).clamp_(min=0)
         device = owner.device
-        with torch.inference_mode():
-            out = owner.model(
-                input_ids=ids[:, shared:].to(device),
-                attention_mask=mask.to(device),
-                position_ids=positions[:, shared:].to(device),
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
+        mask = mask.to(device)
+        out = owner.model(
+            input_ids=ids[:, shared:].to(device),
+            attention_mask=mask,
+            position_ids=positions[:, shared:].to(device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         owner.stats.generate_calls += 1
         owner.stats.prompt_tokens += sum(len(p.prompt_ids) for p in members)
         rows = [self._row(p) for p in members]
-        self._join(rows, cache, mask.to(device))
+        self._join(rows, cache, mask)
         return self._choose(out.logits[:, -1, :], first=len(self.rows) - len(rows))
 
     def _decode(self) -> list[tuple[_Pending, Completion]]:
@@ -243,24 +242,20 @@ class ContinuousBatch:
         ones = torch.ones((len(self.rows), 1), dtype=self.mask.dtype, device=device)
         positions = self.mask.sum(dim=1, keepdim=True)  # the new token follows each row's real tokens
         self.mask = torch.cat([self.mask, ones], dim=1)
-        with torch.inference_mode():
-            out = owner.model(
-                input_ids=self.next[:, None],
-                attention_mask=self.mask,
-                position_ids=positions,
-                past_key_values=self.cache,
-                use_cache=True,
-            )
+        out = owner.model(
+            input_ids=self.next[:, None],
+            attention_mask=self.mask,
+            position_ids=positions,
+            past_key_values=self.cache,
+            use_cache=True,
+        )
         return self._choose(out.logits[:, -1, :], first=0)
 
     # ------------------------------------------------------------------ rows
 
     def _row(self, p: _Pending) -> _Row:
         sampling = p.request.sampling
-        rng = None
-        if sampling.temperature > 0:
-            seed = request_seed(p.request)
-            rng = random.Random(seed if seed is not None else secrets.randbits(64))
+        rng = row_rng(p.request) if sampling.temperature > 0 else None
         stops = tuple(s for s in sampling.stop if s)
         return _Row(p, sampling.temperature, sampling.top_p, sampling.max_tokens, stops, rng)
 
@@ -268,18 +263,15 @@ class ContinuousBatch:
         """Pick the next token of rows ``first..`` from their logits, record it, and retire rows that ended."""
         owner = self.owner
         rows = self.rows[first:]
-        scores = logits.float()
-        chosen = scores.argmax(dim=-1)
-        logprob = scores.gather(1, chosen[:, None]).squeeze(1) - torch.logsumexp(scores, dim=-1)
-        sampled = [i for i, row in enumerate(rows) if row.rng is not None]
-        if sampled:
-            index = torch.tensor(sampled, dtype=torch.long, device=scores.device)
-            temperature = torch.tensor([[rows[i].temperature] for i in sampled], device=scores.device)
-            top_p = torch.tensor([rows[i].top_p for i in sampled], device=scores.device)
-            uniform = torch.tensor([rows[i].rng.random() for i in sampled], device=scores.device)  # type: ignore[union-attr]
-            token, token_logprob = _sample(torch.log_softmax(scores[index] / temperature, dim=-1), top_p, uniform)
-            chosen[index] = token
-            logprob[index] = token_logprob
+        scores, device = logits.float(), logits.device
+        sampled = [(i, row.rng) for i, row in enumerate(rows) if row.rng is not None]
+        chosen, logprob = choose_tokens(
+            scores,
+            torch.tensor([i for i, _ in sampled], dtype=torch.long, device=device),
+            torch.tensor([[rows[i].temperature] for i, _ in sampled], device=device),
+            torch.tensor([rows[i].top_p for i, _ in sampled], device=device),
+            torch.tensor([rng.random() for _, rng in sampled], device=device),
+        )
         tokens, logprobs = chosen.tolist(), logprob.tolist()
         self.next = torch.cat([self.next[:first], chosen.to(self.next.device)])
         ended = []
@@ -303,10 +295,7 @@ class ContinuousBatch:
 
     def _completion(self, row: _Row) -> Completion:
         owner = self.owner
-        text = owner.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        cuts = [text.index(s) for s in row.stops if s in text]
-        if cuts:
-            text = text[: min(cuts)]
+        text = cut_at_stops(owner.tokenizer.decode(row.tokens, skip_special_tokens=True), row.stops)
         owner.stats.completion_tokens += len(row.tokens)
         return Completion(
             text=text,

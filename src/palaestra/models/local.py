@@ -152,27 +152,46 @@ class _RowSampler(LogitsProcessor):
         self.rows = torch.tensor(self.sampled, dtype=torch.long, device=device)
         self.temperature = torch.tensor([[requests[i].sampling.temperature] for i in self.sampled], device=device)
         self.top_p = torch.tensor([requests[i].sampling.top_p for i in self.sampled], device=device)
-        self.rngs = []
-        for i in self.sampled:
-            seed = request_seed(requests[i])
-            self.rngs.append(random.Random(seed if seed is not None else secrets.randbits(64)))
+        self.rngs = [row_rng(requests[i]) for i in self.sampled]
         self.chosen_logprobs: list[torch.Tensor] = []  # one [batch] tensor per generated position
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         scores = cast(torch.FloatTensor, scores.float())
-        chosen = scores.argmax(dim=-1)
-        # Greedy rows: log-probability under the model's own distribution (temperature 1).
-        logprob = scores.gather(1, chosen[:, None]).squeeze(1) - torch.logsumexp(scores, dim=-1)
-        if self.sampled:
-            logp = torch.log_softmax(scores[self.rows] / self.temperature, dim=-1)
-            uniform = torch.tensor([rng.random() for rng in self.rngs], device=scores.device)
-            token, token_logprob = _sample(logp, self.top_p, uniform)
-            chosen[self.rows] = token
-            logprob[self.rows] = token_logprob
-            forced = torch.full_like(logp, float("-inf")).scatter_(1, token[:, None], 0.0)
+        uniform = torch.tensor([rng.random() for rng in self.rngs], device=scores.device)
+        chosen, logprob = choose_tokens(scores, self.rows, self.temperature, self.top_p, uniform)
+        if self.sampled:  # make generate's argmax take the sampled tokens
+            forced = torch.full_like(scores[self.rows], float("-inf")).scatter_(1, chosen[self.rows, None], 0.0)
             scores[self.rows] = forced  # generate made this tensor for this step alone: safe to overwrite
         self.chosen_logprobs.append(logprob)
         return scores
+
+
+def row_rng(request: ChatRequest) -> random.Random:
+    """The random stream a sampled row draws from: seeded from the request, so it draws the same tokens in
+    any batch (a fresh random seed when the request has none)."""
+    seed = request_seed(request)
+    return random.Random(seed if seed is not None else secrets.randbits(64))
+
+
+def choose_tokens(
+    scores: torch.Tensor, rows: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, uniform: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next token of every row and its log-probability: greedy rows take the argmax (log-probability under
+    the model's own distribution); the ``rows`` that sample draw with their ``temperature`` ([n, 1]), ``top_p``
+    ([n]) and ``uniform`` draws ([n]) (log-probability under the distribution sampled)."""
+    chosen = scores.argmax(dim=-1)
+    logprob = scores.gather(1, chosen[:, None]).squeeze(1) - torch.logsumexp(scores, dim=-1)
+    if len(rows):
+        token, token_logprob = _sample(torch.log_softmax(scores[rows] / temperature, dim=-1), top_p, uniform)
+        chosen[rows] = token
+        logprob[rows] = token_logprob
+    return chosen, logprob
+
+
+def cut_at_stops(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the first of ``stops`` it contains (all of it when none)."""
+    cuts = [text.index(s) for s in stops if s in text]
+    return text[: min(cuts)] if cuts else text
 
 
 def _sample(logp: torch.Tensor, top_p: torch.Tensor, uniform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,8 +306,7 @@ class LocalModel:
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
-        if engine not in ENGINES:  # before the weights load: a typo should not cost seconds
-            raise SpecError(f"unknown engine {engine!r} for a local model; choose from {', '.join(ENGINES)}")
+        _check_engine(engine)  # before the weights load: a typo should not cost seconds
         self.path = Path(path).expanduser().resolve()
         self._in_memory = False
         try:
@@ -355,8 +373,7 @@ class LocalModel:
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
-        if engine not in ENGINES:
-            raise SpecError(f"unknown engine {engine!r} for a local model; choose from {', '.join(ENGINES)}")
+        _check_engine(engine)
         self.spec = spec
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
@@ -469,20 +486,7 @@ class LocalModel:
             return
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await queue.get()]
-            deadline = loop.time() + self.batch_wait_s
-            while len(batch) < self.max_batch_size:
-                if not queue.empty():
-                    batch.append(queue.get_nowait())
-                    continue
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(queue.get(), remaining))
-                except TimeoutError:
-                    break
-            batch = [p for p in batch if not p.future.done()]  # callers that gave up (cancelled, timed out)
+            batch = await self._collect(queue, self.max_batch_size)
             if not batch:
                 continue
             try:
@@ -500,24 +504,14 @@ class LocalModel:
         loop = asyncio.get_running_loop()
         while True:
             new: list[_Pending] = []
-            if not running.active:  # idle: wait for a request, then briefly for the ones that come with it
-                new.append(await queue.get())
-                deadline = loop.time() + self.batch_wait_s
-                while len(new) < self.max_batch_size:
-                    remaining = deadline - loop.time()
-                    if queue.empty() and remaining <= 0:
-                        break
-                    try:
-                        new.append(
-                            queue.get_nowait() if not queue.empty() else await asyncio.wait_for(queue.get(), remaining)
-                        )
-                    except TimeoutError:
-                        break
-            while not queue.empty() and running.active + len(new) < self.max_batch_size:
-                new.append(queue.get_nowait())
-            new = [p for p in new if not p.future.done()]  # callers that gave up (cancelled, timed out)
-            if not new and not running.active:
-                continue
+            if running.active:  # take what waits, without waiting: the running rows need their next step
+                while not queue.empty() and running.active + len(new) < self.max_batch_size:
+                    new.append(queue.get_nowait())
+                new = [p for p in new if not p.future.done()]
+            else:
+                new = await self._collect(queue, self.max_batch_size)
+                if not new:
+                    continue
             try:
                 ended = await loop.run_in_executor(self._executor, running.advance, new)
             except Exception as exc:  # the worker must survive: fail the running rows, keep serving the next
@@ -530,6 +524,25 @@ class LocalModel:
             for p, completion in ended:
                 if not p.future.done():
                     p.future.set_result(dataclasses.replace(completion, latency_s=now - p.enqueued))
+
+    async def _collect(self, queue: asyncio.Queue[_Pending], most: int) -> list[_Pending]:
+        """Wait for a request, then up to ``batch_wait_s`` for more, up to ``most``; drop callers that gave up
+        (cancelled, timed out)."""
+        loop = asyncio.get_running_loop()
+        batch = [await queue.get()]
+        deadline = loop.time() + self.batch_wait_s
+        while len(batch) < most:
+            if not queue.empty():
+                batch.append(queue.get_nowait())
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(queue.get(), remaining))
+            except TimeoutError:
+                break
+        return [p for p in batch if not p.future.done()]
 
     def _fail(self, batch: Sequence[_Pending], exc: Exception) -> None:
         self.stats.failed_batches += 1
@@ -657,9 +670,7 @@ class LocalModel:
             n = stopper.length[row]
             ids = generated[row][:n]
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            cuts = [text.index(s) for s in stopper.stops[row] if s in text]
-            if cuts:
-                text = text[: min(cuts)]
+            text = cut_at_stops(text, stopper.stops[row])
             completions.append(
                 Completion(
                     text=text,
@@ -695,6 +706,11 @@ class LocalModel:
 
     def __repr__(self) -> str:
         return f"LocalModel({self.spec!r}, device={self.device.type})"
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise SpecError(f"unknown engine {engine!r} for a local model; choose from {', '.join(ENGINES)}")
 
 
 def _check_sampling(sampling: SamplingParams) -> None:
