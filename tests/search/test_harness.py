@@ -503,7 +503,8 @@ def test_a_stage_that_cannot_fit_in_the_time_left_is_not_started(
     model = SlowPlayer(maze_player, spec="scripted:maze-player")
     harness = SearchHarness(config(budget=Budget(time_s=60), max_candidates=None), store, space, model)
     result = asyncio.run(harness.run(Then(tree, cheap)))
-    assert result.stopped.startswith("budget: the batch stage of the next candidate needs about")
+    assert result.stopped.startswith(f"budget: the batch stage of {tree.hash} needs about")
+    assert "raise time= in --budget" in result.stopped
     assert [e.hash for e in result.archive] == [space.default().hash]  # the tree was neither played nor archived
     assert result.wall_s < 60
     assert not [r for r in search_runs(store, harness.search_id) if r.config["candidate_hash"] == tree.hash]

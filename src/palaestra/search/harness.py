@@ -690,7 +690,7 @@ class SearchHarness:
             self._halt = self._too_long(candidate, first)
             if self._halt is not None:  # not played, not archived: the search stops here
                 self.stopped = self._halt
-                self.log(f"not evaluating {candidate.hash}: {self._halt}")
+                self.log(f"not evaluated: {self._halt}")
                 return evaluation
             await self._stage(evaluation, first)
             if first == "batch" and self._promising(evaluation):
@@ -724,8 +724,9 @@ class SearchHarness:
         if seconds <= left:
             return None
         return (
-            f"budget: the {stage} stage of the next candidate needs about {seconds:.0f} s "
-            f"({episodes} episodes x {turns:.1f} turns x {calls_per_turn} calls), and {max(left, 0):.0f} s are left"
+            f"budget: the {stage} stage of {candidate.hash} needs about {seconds:.0f} s "
+            f"({episodes} episodes x {turns:.1f} turns x {calls_per_turn} calls), and {max(left, 0):.0f} s are left "
+            f"(raise time= in --budget, or lower --batch-episodes, to evaluate more)"
         )
 
     def best(self) -> Evaluation | None:
